@@ -1,0 +1,1 @@
+"""Benchmarks: metrics (ST-IoU, PSNR, SSIM, FVD), per-skill ST-IoU, offline policy evaluation, speed."""

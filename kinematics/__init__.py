@@ -1,0 +1,1 @@
+"""Robot kinematics: URDF models (pybullet DIRECT), FK/IK, keypoint specs, pinhole cameras, skeleton rasteriser."""

@@ -1,0 +1,1 @@
+"""Policies for vap-env: the ``Policy`` protocol, a registry of names, and the shipped policies."""

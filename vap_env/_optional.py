@@ -1,0 +1,22 @@
+"""Imports of optional heavy dependencies with an error that names the pip extra to install."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+# module -> (pip extra, what needs it)
+_EXTRAS = {
+    "tensorflow": ("data", "writing TFDS/RLDS tfrecord shards (the synthetic dataset generator)"),
+    "sam2": ("sam2", "the SAM2 mask source and the SAM2 teacher of the structure loss"),
+}
+
+
+def require(module: str) -> ModuleType:
+    """Import ``module`` or raise an ImportError naming the ``vap-env[extra]`` that provides it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        extra, purpose = _EXTRAS.get(module, (None, "this feature"))
+        hint = f"pip install 'vap-env[{extra}]'" if extra else f"pip install {module}"
+        raise ImportError(f"{module!r} is needed for {purpose} but is not installed: {hint}") from err

@@ -1,0 +1,127 @@
+"""The ``vap-env`` command line: one entry point, subcommands as thin ``main(cfg)`` wrappers.
+
+Each subcommand lives in its own module, which defines a frozen dataclass ``Config`` (one
+``help`` metadata string per field) and ``main(cfg: Config) -> int``. The options are generated from
+the dataclass, so a test calls ``main(Config(...))`` directly and the CLI adds nothing to test.
+Modules are imported lazily: ``vap-env --help`` does not import torch or TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import sys
+import types
+import typing
+from collections.abc import Sequence
+from typing import Any
+
+# "words of the subcommand" -> module defining Config and main(cfg)
+COMMANDS: dict[str, str] = {
+    "skeleton": "vap_env.commands.skeleton",
+    "data synth": "vap_env.commands.data_synth",
+    "train": "vap_env.commands.train",
+    "demo": "vap_env.commands.demo",
+    "bench skeleton": "benchmarks.speed_skeleton",
+    "bench world-model": "benchmarks.speed_world_model",
+    "bench env": "benchmarks.speed_env",
+    "bench data": "benchmarks.speed_data",
+    "bench st-iou": "benchmarks.st_iou",
+    "bench ope": "benchmarks.ope",
+}
+
+
+def _parse_tuple(item_type: type) -> Any:
+    def parse(text: str) -> tuple:
+        return tuple(item_type(x) for x in text.split(",") if x.strip())
+
+    parse.__name__ = f"comma-separated {item_type.__name__}s"
+    return parse
+
+
+def _add_field(parser: argparse.ArgumentParser, field: dataclasses.Field, tp: Any) -> None:
+    flag = "--" + field.name.replace("_", "-")
+    help_text = field.metadata.get("help", "")
+    has_default = (
+        field.default is not dataclasses.MISSING or field.default_factory is not dataclasses.MISSING
+    )
+    default = (
+        field.default
+        if field.default is not dataclasses.MISSING
+        else (field.default_factory() if has_default else None)  # type: ignore[misc]
+    )
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        non_none = [a for a in args if a is not type(None)]
+        tp = non_none[0] if len(non_none) == 1 else str
+        origin, args = typing.get_origin(tp), typing.get_args(tp)
+    kwargs: dict[str, Any] = {"help": f"{help_text} (default: {default})", "dest": field.name}
+    if tp is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif origin is tuple:
+        kwargs["type"] = _parse_tuple(args[0] if args else str)
+    elif origin is typing.Literal:
+        kwargs["choices"] = list(args)
+        kwargs["type"] = type(args[0])
+    elif tp in (int, float, str):
+        kwargs["type"] = tp
+    else:
+        kwargs["type"] = str
+    if has_default:
+        kwargs["default"] = default
+    else:
+        kwargs["required"] = True
+    parser.add_argument(flag, **kwargs)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type) -> None:
+    """Add one ``--option`` per field of the dataclass ``config_cls``."""
+    hints = typing.get_type_hints(config_cls)
+    for field in dataclasses.fields(config_cls):
+        _add_field(parser, field, hints[field.name])
+
+
+def config_from_namespace(config_cls: type, ns: argparse.Namespace) -> Any:
+    """Build ``config_cls`` from parsed arguments (only its own fields are read)."""
+    return config_cls(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(config_cls)})
+
+
+def _usage() -> str:
+    lines = ["usage: vap-env <command> [options]", "", "commands:"]
+    lines += [f"  vap-env {words}" for words in COMMANDS]
+    lines += ["", "Run 'vap-env <command> --help' for the options of one command."]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``vap-env`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    for n_words in (2, 1):
+        words = " ".join(argv[:n_words])
+        if len(argv) >= n_words and words in COMMANDS:
+            break
+    else:
+        from vap_env.config import did_you_mean
+
+        attempted = " ".join(argv[:2]) if argv[0] == "bench" else argv[0]
+        print(
+            f"vap-env: unknown command {attempted!r}.{did_you_mean(attempted, list(COMMANDS))}\n\n"
+            + _usage(),
+            file=sys.stderr,
+        )
+        return 2
+    module = importlib.import_module(COMMANDS[words])
+    parser = argparse.ArgumentParser(
+        prog=f"vap-env {words}", description=(module.__doc__ or "").strip().split("\n\n")[0]
+    )
+    add_config_arguments(parser, module.Config)
+    ns = parser.parse_args(argv[n_words:])
+    return int(module.main(config_from_namespace(module.Config, ns)) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
