@@ -19,4 +19,6 @@ def require(module: str) -> ModuleType:
     except ImportError as err:
         extra, purpose = _EXTRAS.get(module, (None, "this feature"))
         hint = f"pip install 'vap-env[{extra}]'" if extra else f"pip install {module}"
-        raise ImportError(f"{module!r} is needed for {purpose} but is not installed: {hint}") from err
+        raise ImportError(
+            f"{module!r} is needed for {purpose} but is not installed: {hint}"
+        ) from err

@@ -67,9 +67,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, where: str = "") -> T:
             f"{where}: unknown key(s) {unknown}; allowed keys are {sorted(fields)}.{hints}"
         )
     hints_by_name = typing.get_type_hints(cls)
-    kwargs = {
-        k: _coerce(hints_by_name.get(k, Any), v, f"{where}.{k}") for k, v in data.items()
-    }
+    kwargs = {k: _coerce(hints_by_name.get(k, Any), v, f"{where}.{k}") for k, v in data.items()}
     try:
         return cls(**kwargs)
     except TypeError as err:
