@@ -1,0 +1,1 @@
+"""Fine-tuning of the world model (``vap-env train``): Accelerate loop, losses, LGF, checkpoints."""
