@@ -1,0 +1,131 @@
+"""Diffusion / VAE losses: v-target identity, gripper weighting, VAE stage gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler
+
+from vap_env.train.losses import (
+    DiffusionLossConfig,
+    VAELossConfig,
+    diffusion_targets,
+    drop_instructions,
+    pool_to_latents,
+    region_weights,
+    skeleton_mask,
+    vae_loss,
+    weighted_mse,
+)
+
+
+def _scheduler() -> CogVideoXDDIMScheduler:
+    return CogVideoXDDIMScheduler(
+        prediction_type="v_prediction", rescale_betas_zero_snr=True, timestep_spacing="trailing"
+    )
+
+
+def test_v_loss_equals_the_diffusers_cogvideox_x0_weighted_loss():
+    sched = _scheduler()
+    g = torch.Generator().manual_seed(0)
+    latents = torch.randn(4, 3, 4, 6, 8, generator=g)
+    noise = torch.randn(latents.shape, generator=g)
+    # the x0 form divides by 1 - alpha_bar_t, which is 0 only at the zero-SNR last step
+    t = torch.tensor([0, 250, 600, 998])
+    noisy = sched.add_noise(latents, noise, t)
+    target = sched.get_velocity(latents, noise, t)
+    model_out = target + 0.1 * torch.randn(target.shape, generator=g)
+    ours = ((model_out - target) ** 2).mean(dim=(1, 2, 3, 4))
+    # diffusers' train_cogvideox_lora.py: x0 estimate, weight 1 / (1 - alpha_bar_t)
+    x0_hat = sched.get_velocity(model_out, noisy, t)
+    a = sched.alphas_cumprod[t].float()
+    theirs = ((x0_hat - latents) ** 2).mean(dim=(1, 2, 3, 4)) / (1 - a)
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
+
+
+def test_diffusion_targets_are_seeded_and_consistent():
+    sched = _scheduler()
+    latents = torch.randn(2, 3, 4, 6, 8)
+    a = diffusion_targets(sched, latents, torch.Generator().manual_seed(1))
+    b = diffusion_targets(sched, latents, torch.Generator().manual_seed(1))
+    for x, y in zip(a, b, strict=True):
+        assert torch.equal(x, y)
+    noisy, t, v = a
+    assert noisy.shape == v.shape == latents.shape and t.shape == (2,) and t.dtype == torch.long
+    c = diffusion_targets(sched, latents, torch.Generator().manual_seed(2))
+    assert not torch.equal(a[0], c[0])
+    eps_sched = CogVideoXDDIMScheduler(prediction_type="epsilon")
+    with pytest.raises(ValueError, match="v_prediction"):
+        diffusion_targets(eps_sched, latents, torch.Generator())
+
+
+def test_skeleton_mask_dilation_and_latent_pooling():
+    sk = torch.full((1, 9, 3, 16, 16), -1.0)  # black
+    sk[0, 0, 1, 4, 4] = 1.0  # one green pixel in frame 0
+    sk[0, 6, :, 12, 13] = 0.5  # a grey pixel in frame 6
+    m = skeleton_mask(sk, threshold=0.05, dilation=1)
+    assert m.shape == (1, 9, 16, 16)
+    assert m[0, 0].sum() == 9 and m[0, 6].sum() == 9 and m[0, 1].sum() == 0
+    u8 = ((sk + 1) / 2 * 255).round().to(torch.uint8)
+    assert torch.equal(skeleton_mask(u8, 0.05, 1), m)
+    lat = pool_to_latents(m, latent_frames=3, grid=(2, 2))
+    assert lat.shape == (1, 3, 1, 2, 2)
+    # frame 0 -> latent 0 (top-left cell); frame 6 is in group 5..8 -> latent 2 (bottom-right)
+    assert lat[0, 0, 0].tolist() == [[1.0, 0.0], [0.0, 0.0]]
+    assert lat[0, 1, 0].sum() == 0
+    assert lat[0, 2, 0].tolist() == [[0.0, 0.0], [0.0, 1.0]]
+    with pytest.raises(ValueError, match="do not map to 4 latent frames"):
+        pool_to_latents(m, latent_frames=4, grid=(2, 2))
+
+
+def test_weighted_mse_upweights_the_region():
+    pred, target = torch.zeros(1, 2, 1, 2, 2), torch.zeros(1, 2, 1, 2, 2)
+    pred[0, 0, 0, 0, 0] = 1.0  # error inside the region
+    mask = torch.zeros(1, 2, 1, 2, 2)
+    mask[0, 0, 0, 0, 0] = 1.0
+    assert weighted_mse(pred, target).item() == pytest.approx(1 / 8)
+    w = region_weights(mask, 3.0)
+    assert weighted_mse(pred, target, w).item() == pytest.approx(3 / 10)
+    pred2 = torch.zeros_like(pred)
+    pred2[0, 1, 0, 1, 1] = 1.0  # same error outside the region counts less
+    assert weighted_mse(pred2, target, w).item() == pytest.approx(1 / 10)
+
+
+def test_drop_instructions():
+    s = ["pick can", "open drawer"] * 50
+    out = drop_instructions(s, 0.3, torch.Generator().manual_seed(0))
+    assert out == drop_instructions(s, 0.3, torch.Generator().manual_seed(0))
+    dropped = sum(x == "" for x in out)
+    assert 15 <= dropped <= 45
+    assert drop_instructions(s, 0.0, torch.Generator()) == s
+    assert set(drop_instructions(s, 1.0, torch.Generator())) == {""}
+
+
+def test_vae_loss_trains_a_tiny_real_cogvideox_vae():
+    torch.manual_seed(0)
+    vae = AutoencoderKLCogVideoX(
+        block_out_channels=(8, 8, 8, 8), latent_channels=4, norm_num_groups=4, layers_per_block=1
+    )
+    frames = torch.rand(1, 9, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    region = torch.zeros(1, 9, 32, 32)
+    region[..., 8:16, 8:16] = 1
+    cfg = VAELossConfig(kl_weight=1e-3)
+    out = vae_loss(vae, frames, cfg, torch.Generator().manual_seed(0), region)
+    assert set(out) == {"loss", "l1", "l2", "kl"}
+    expected = out["l1"] + out["l2"] + 1e-3 * out["kl"]
+    torch.testing.assert_close(out["loss"].detach(), expected)
+    out["loss"].backward()
+    assert all(p.grad is not None for p in vae.encoder.parameters() if p.requires_grad)
+    again = vae_loss(vae, frames, cfg, torch.Generator().manual_seed(0), region)
+    torch.testing.assert_close(again["loss"], out["loss"])
+
+
+def test_bad_loss_settings():
+    with pytest.raises(ValueError, match=r"gripper_weight=0\.5"):
+        DiffusionLossConfig(gripper_weight=0.5)
+    with pytest.raises(ValueError, match=r"cfg_dropout=1\.5"):
+        DiffusionLossConfig(cfg_dropout=1.5)
+    with pytest.raises(ValueError, match="both 0"):
+        VAELossConfig(l1_weight=0, l2_weight=0)
+    with pytest.raises(ValueError, match=r"\(B, F, 3, H, W\)"):
+        skeleton_mask(torch.zeros(2, 3, 8, 8), 0.1, 1)
