@@ -31,6 +31,7 @@ A mask source turns a video into a (T, H, W) bool mask video. Three are register
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import tempfile
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -291,7 +292,8 @@ class SAM2Masks:
                 "mask source, which needs no weights"
             )
         self.cfg = cfg
-        build = require("sam2").build_sam  # ImportError names the extra: vap-env[sam2]
+        require("sam2")  # an ImportError that names the extra: vap-env[sam2]
+        build = importlib.import_module("sam2.build_sam")
         self._predictor = build.build_sam2_video_predictor(
             cfg.model_config, cfg.checkpoint, device=cfg.device
         )
@@ -375,7 +377,8 @@ def video_st_iou(
         generated: (T, H, W, 3) uint8.
         reference: (T, H, W, 3) uint8, the recorded video of the same T frames.
         source: a mask source (``make_mask_source``).
-        ground_truth: (T, H, W) bool, true masks of ``reference`` (synthetic episodes).
+        ground_truth: (T, H, W) bool, true masks of ``reference`` (synthetic episodes: the
+            action-relevant region is ``gt.gripper_masks | gt.object_masks``).
         if_empty: see ``benchmarks.metrics.st_iou``.
 
     Returns:
