@@ -475,9 +475,10 @@ def skill_table_markdown(
     metrics = list(metrics or first)
     header = ["skill", "n"]
     for m in metrics:
-        r = first[m]
-        label = m + (f" [{r.mask_source}]" if r.mask_source else "")
-        header.append(label + (f" ({round(r.confidence * 100)}% CI)" if r.confidence else ""))
+        source = first[m].mask_source
+        level = next((r[m].confidence for r in summary.values() if r[m].confidence), None)
+        label = m + (f" [{source}]" if source else "")
+        header.append(label + (f" ({round(level * 100)}% CI)" if level else ""))
     rows = []
     for skill, results in summary.items():
         n = max(results[m].n + results[m].n_excluded for m in metrics)
