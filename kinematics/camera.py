@@ -155,9 +155,11 @@ class PinholeCamera:
     ) -> tuple[list[float], list[float]]:
         """(view_matrix, projection_matrix), 16 floats each (column-major) for ``pybullet.getCameraImage``.
 
-        ``getCameraImage(width, height, view, proj)`` then renders exactly the view ``project`` models:
+        ``getCameraImage(width, height, view, proj)`` then renders exactly the view ``project`` models
+        (tests check that projected points land on the pixels pybullet draws, within 0.25 px):
         OpenGL looks down -z with y up, so the OpenCV frame is flipped about x, and K becomes an
-        off-centre frustum. OpenGL pixel centres sit at +0.5, hence the half-pixel shift of (cx, cy).
+        off-centre frustum. pybullet's TinyRenderer (the DIRECT-mode renderer) samples column ``i`` at
+        x = i but flips rows as ``y_gl = H - row``, so ``cy`` shifts by one pixel and ``cx`` does not.
         """
         if not (0 < near < far):
             raise ValueError(f"need 0 < near < far, got near={near}, far={far}")
@@ -165,7 +167,7 @@ class PinholeCamera:
         view = flip @ self.camera_from_world
         w, h = float(self.width), float(self.height)
         fx, fy, skew = self.K[0, 0], self.K[1, 1], self.K[0, 1]
-        cx, cy = self.K[0, 2] + 0.5, self.K[1, 2] + 0.5
+        cx, cy = self.K[0, 2], self.K[1, 2] + 1.0  # TinyRenderer's row flip, see above
         proj = np.array(
             [
                 [2 * fx / w, -2 * skew / w, 1 - 2 * cx / w, 0.0],

@@ -18,6 +18,7 @@ solve ``ik`` first.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -90,9 +91,12 @@ class RobotModel:
 
     Args:
         spec: the robot's keypoint/control spec; its URDF is loaded with a fixed base at the origin.
+        geometry: load the URDF's visual and collision shapes (needed for ``getCameraImage`` or
+            contacts in ``client_id``). ``False`` loads kinematics only: same FK/IK/keypoints, and
+            about 5x faster to create (the shapes dominate the load time).
     """
 
-    def __init__(self, spec: KeypointSpec) -> None:
+    def __init__(self, spec: KeypointSpec, *, geometry: bool = True) -> None:
         self.spec = spec
         self.name = spec.name
         self.urdf_path: Path = spec.urdf_path()
@@ -104,7 +108,12 @@ class RobotModel:
             self._body = pb.loadURDF(
                 str(self.urdf_path),
                 useFixedBase=True,
-                flags=pb.URDF_USE_INERTIA_FROM_FILE,
+                flags=pb.URDF_USE_INERTIA_FROM_FILE
+                | (
+                    0
+                    if geometry
+                    else pb.URDF_IGNORE_VISUAL_SHAPES | pb.URDF_IGNORE_COLLISION_SHAPES
+                ),
                 physicsClientId=self._client,
             )
             self._introspect()
@@ -598,11 +607,26 @@ def available_robots() -> list[str]:
     return sorted({**_shipped_specs(), **_REGISTRY})
 
 
-def load_robot(name_or_path: str | Path) -> RobotModel:
-    """A new ``RobotModel`` for a robot name (``available_robots()``) or a keypoint-spec YAML path."""
+def _cached_spec(path: str) -> KeypointSpec:
+    """Parse a spec file once per (path, modification time); specs are immutable, so sharing is safe."""
+    p = Path(path)
+    mtime = p.stat().st_mtime_ns if p.is_file() else -1
+    return _parse_spec(str(p.resolve()) if p.is_file() else path, mtime)
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_spec(path: str, mtime_ns: int) -> KeypointSpec:
+    return KeypointSpec.from_yaml(path)
+
+
+def load_robot(name_or_path: str | Path, *, geometry: bool = True) -> RobotModel:
+    """A new ``RobotModel`` for a robot name (``available_robots()``) or a keypoint-spec YAML path.
+
+    ``geometry=False`` skips visual/collision shapes (kinematics only; see ``RobotModel``).
+    """
     text = str(name_or_path)
     if text.endswith((".yaml", ".yml")) or Path(text).is_file():
-        return RobotModel(KeypointSpec.from_yaml(text))
+        return RobotModel(_cached_spec(text), geometry=geometry)
     specs = {**_shipped_specs(), **_REGISTRY}
     if text not in specs:
         names = sorted(specs)
@@ -610,4 +634,4 @@ def load_robot(name_or_path: str | Path) -> RobotModel:
             f"unknown robot {text!r}; available: {names}.{did_you_mean(text, names)} "
             "(or pass the path of a keypoint-spec YAML)"
         )
-    return RobotModel(KeypointSpec.from_yaml(specs[text]))
+    return RobotModel(_cached_spec(str(specs[text])), geometry=geometry)

@@ -303,7 +303,9 @@ class KeypointSpec:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"keypoint spec {str(path)!r} does not exist")
-        data = yaml.safe_load(path.read_text()) or {}
+        # The C loader is ~10x faster; specs are parsed each time a RobotModel is built.
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        data = yaml.load(path.read_text(), Loader=loader) or {}
         if not isinstance(data, Mapping):
             raise ValueError(
                 f"keypoint spec {str(path)!r} must be a YAML mapping, got {type(data)}"
