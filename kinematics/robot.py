@@ -14,6 +14,9 @@ same (T, P, 3) layout as ``keypoints``; keypoints rigidly attached to the TCP (`
 below the last arm joint, e.g. palm and fingers) are computed from the TCP pose, the others are NaN.
 ``SkeletonRenderer`` skips NaN points, so it draws only the gripper. For the full arm from a TCP pose,
 solve ``ik`` first.
+
+FK and IK run on the model's own pybullet body, so they move it; to render the body with
+``getCameraImage`` (the synthetic scene does), call ``set_joint_state(q, gripper)`` just before.
 """
 
 from __future__ import annotations
@@ -319,6 +322,23 @@ class RobotModel:
                 self._grip_closed - self._grip_open
             )
         return full
+
+    def set_joint_state(self, q: np.ndarray, gripper: float | None = None) -> None:
+        """Pose the pybullet body (``body_id`` in ``client_id``) at arm joints q (J,) and a gripper value.
+
+        Finger joints follow the gripper value and other movable joints ``spec.fixed_joints``, so
+        ``pybullet.getCameraImage`` on ``client_id`` renders exactly the configuration FK computes.
+        FK, IK and ``default_camera`` reuse this body and move it: call this right before rendering.
+        """
+        arr = self._check_q(q)
+        if arr.ndim != 1:
+            raise ValueError(
+                f"q has shape {arr.shape}; set_joint_state takes one configuration (J,)"
+            )
+        full = self._full_q(arr[None], self._check_gripper(gripper, 1))[0]
+        pb.resetJointStatesMultiDof(
+            self._body, self._movable_idx, [[v] for v in full], physicsClientId=self._client
+        )
 
     # ------------------------------------------------------------------ forward kinematics
     def _link_matrices(self, q_full: np.ndarray, links: list[int]) -> np.ndarray:

@@ -270,3 +270,29 @@ def test_spec_round_trips_through_dict(google):
     assert again == spec
     with RobotModel(again) as robot:
         np.testing.assert_allclose(robot.keypoints(robot.home_q), google.keypoints(google.home_q))
+
+
+def test_set_joint_state_renders_what_fk_computes(google):
+    """The pybullet body posed by set_joint_state lies under the projected skeleton keypoints."""
+    q = np.clip(
+        google.home_q + np.array([0.1, 0.3, 0.0, 0.2, -0.1, -0.4, 0.0]), google.lower, google.upper
+    )
+    cam = google.default_camera()
+    uv, depth = cam.project(google.keypoints(q, 0.5))
+    google.set_joint_state(q, 0.5)  # after FK, which moves the shared body
+    view, proj = cam.pybullet_view_projection()
+    seg = pb.getCameraImage(
+        cam.width,
+        cam.height,
+        view,
+        proj,
+        renderer=pb.ER_TINY_RENDERER,
+        physicsClientId=google.client_id,
+    )[4]
+    seg = np.asarray(seg).reshape(cam.height, cam.width)
+    inside = (depth > 0.05) & np.all((uv >= 2) & (uv < [cam.width - 2, cam.height - 2]), axis=-1)
+    assert inside.sum() >= 5
+    for u, v in np.rint(uv[inside]).astype(int):
+        assert (seg[v - 2 : v + 3, u - 2 : u + 3] == google.body_id).any(), (u, v)
+    with pytest.raises(ValueError, match=r"\(J,\)"):
+        google.set_joint_state(np.tile(q, (2, 1)))
