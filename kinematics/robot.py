@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pybullet as pb
 
@@ -37,8 +38,6 @@ from kinematics.transforms import (
     invert,
     matrix_to_pose,
     pose_to_matrix,
-    rotation_angle_deg,
-    rotation_error,
     transform_points,
     xyz_rpy_to_matrix,
 )
@@ -134,6 +133,9 @@ class RobotModel:
         ]
         self._kp_offsets_delta = np.array(closed) - self._kp_offsets  # (P, 3)
         self.gripper_mask = self._gripper_attached()
+        # calculateJacobian's point is in the ee *link* frame (pybullet's docs say centre of mass, but
+        # finite differences of FK agree with the link frame: see test_ik_jacobian_matches_...).
+        self._jac_point = self._ee_offset[:3, 3].tolist()
         self._camera_cache: PinholeCamera | None = None
 
     # ------------------------------------------------------------------ introspection
@@ -435,33 +437,39 @@ class RobotModel:
         return local[inverse.reshape(-1)]
 
     # ------------------------------------------------------------------ inverse kinematics
-    def _jacobian(self, q_full: np.ndarray) -> np.ndarray:
-        """(M,) full joints -> (6, J) TCP Jacobian (linear; angular) w.r.t. the arm joints, base frame."""
+    def _tcp_matrix(self, q_full: np.ndarray) -> np.ndarray:
+        """(M,) full joints -> (4, 4) TCP frame. Scalar pybullet calls: the IK inner loop is hot."""
         c, b = self._client, self._body
         pb.resetJointStatesMultiDof(b, self._movable_idx, [[v] for v in q_full], physicsClientId=c)
+        link = np.eye(4)
         if self._ee_parent >= 0:
             state = pb.getLinkState(
                 b, self._ee_parent, computeForwardKinematics=1, physicsClientId=c
             )
-            # calculateJacobian takes the point in the link's *inertial* (centre of mass) frame.
-            com_from_link = invert(
-                pose_to_matrix(np.array(state[2] + state[3]))
-            )  # localInertialFrame: link -> com
-            local = transform_points(com_from_link, self._ee_offset[:3, 3])
-        else:
-            local = self._ee_offset[:3, 3]
+            link[:3, :3] = np.reshape(pb.getMatrixFromQuaternion(state[5]), (3, 3))
+            link[:3, 3] = state[4]
+        return link @ self._ee_offset
+
+    def _jacobian(self, q_full: np.ndarray) -> np.ndarray:
+        """(M,) full joints -> (6, J) TCP Jacobian (linear; angular) w.r.t. the arm joints, base frame."""
         zeros = [0.0] * len(q_full)
         lin, ang = pb.calculateJacobian(
-            b, self._ee_parent, local.tolist(), q_full.tolist(), zeros, zeros, physicsClientId=c
+            self._body,
+            self._ee_parent,
+            self._jac_point,
+            q_full.tolist(),
+            zeros,
+            zeros,
+            physicsClientId=self._client,
         )
         jac = np.vstack([np.asarray(lin), np.asarray(ang)])  # (6, M)
         return jac[:, self._arm_cols]
 
     def _ik_error(self, q_full: np.ndarray, target: np.ndarray) -> np.ndarray:
-        cur = self._ee_matrix(q_full[None])[0]
-        return np.concatenate(
-            [target[:3, 3] - cur[:3, 3], rotation_error(target[:3, :3], cur[:3, :3])]
-        )
+        """(6,) [position error (m); rotation error as a base-frame rotation vector (rad)]."""
+        cur = self._tcp_matrix(q_full)
+        rotvec, _ = cv2.Rodrigues(target[:3, :3] @ cur[:3, :3].T)
+        return np.concatenate([target[:3, 3] - cur[:3, 3], rotvec.ravel()])
 
     def _dls(
         self,
@@ -521,14 +529,20 @@ class RobotModel:
         target = pose_to_matrix(target_pose)
         rot_tol = np.radians(rot_tol_deg)
 
-        seeds = [np.clip(q0, self.lower, self.upper), self._pybullet_ik(target, q0, gripper)]
         rng = np.random.default_rng(seed)
         lo = np.where(np.isfinite(self.lower), self.lower, -np.pi)
         hi = np.where(np.isfinite(self.upper), self.upper, np.pi)
         best: tuple[float, np.ndarray, np.ndarray, int] | None = None
         total = 0
         for k in range(2 + restarts):
-            start = seeds[k] if k < 2 else rng.uniform(lo, hi)
+            # Seeds are made lazily: tracking small steps converges from q_init in 1-3 iterations,
+            # and pybullet's IK (hundreds of internal iterations) is only needed for big jumps.
+            if k == 0:
+                start = np.clip(q0, self.lower, self.upper)
+            elif k == 1:
+                start = self._pybullet_ik(target, q0, gripper)
+            else:
+                start = rng.uniform(lo, hi)
             q, err, its = self._dls(start, target, gripper, max_iters, tol, rot_tol)
             total += its
             score = float(np.linalg.norm(err[:3]) + 0.1 * np.linalg.norm(err[3:]))
@@ -538,9 +552,9 @@ class RobotModel:
                 break
         assert best is not None
         _, q, _, _ = best
-        achieved = matrix_to_pose(self._ee_matrix(self._full_q(q[None], np.array([gripper]))))[0]
-        pos_err = float(np.linalg.norm(achieved[:3] - target_pose[:3]))
-        rot_err = float(rotation_angle_deg(achieved[3:], target_pose[3:]))
+        err = self._ik_error(self._full_q(q[None], np.array([gripper]))[0], target)
+        pos_err = float(np.linalg.norm(err[:3]))
+        rot_err = float(np.degrees(np.linalg.norm(err[3:])))
         return IKResult(
             q=q,
             pos_err_m=pos_err,

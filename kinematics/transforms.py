@@ -37,43 +37,29 @@ def quat_to_matrix(quat: np.ndarray) -> np.ndarray:
 def matrix_to_quat(rot: np.ndarray) -> np.ndarray:
     """Unit quaternions (xyzw, w >= 0) from rotation matrices. rot: (..., 3, 3) -> (..., 4)."""
     m = np.asarray(rot, dtype=np.float64)
-    batch = m.shape[:-2]
-    m = m.reshape(-1, 3, 3)
-    # Shepperd's method: pick the largest of (w, x, y, z) as pivot so the square root is well conditioned.
-    tr = np.trace(m, axis1=1, axis2=2)
-    diag = np.diagonal(m, axis1=1, axis2=2)
-    cand = np.stack([tr, diag[:, 0], diag[:, 1], diag[:, 2]], axis=1)
-    pivot = np.argmax(cand, axis=1)
-    q = np.empty((m.shape[0], 4))
-    for k in range(4):
-        sel = pivot == k
-        if not np.any(sel):
-            continue
-        r = m[sel]
-        if k == 0:
-            s = 2.0 * np.sqrt(1.0 + tr[sel])
-            q[sel] = np.stack(
-                [
-                    (r[:, 2, 1] - r[:, 1, 2]) / s,
-                    (r[:, 0, 2] - r[:, 2, 0]) / s,
-                    (r[:, 1, 0] - r[:, 0, 1]) / s,
-                    0.25 * s,
-                ],
-                axis=1,
-            )
-        else:
-            i = k - 1
-            j, c = (i + 1) % 3, (i + 2) % 3
-            s = 2.0 * np.sqrt(1.0 + r[:, i, i] - r[:, j, j] - r[:, c, c])
-            v = np.empty((r.shape[0], 4))
-            v[:, i] = 0.25 * s
-            v[:, j] = (r[:, j, i] + r[:, i, j]) / s
-            v[:, c] = (r[:, c, i] + r[:, i, c]) / s
-            v[:, 3] = (r[:, c, j] - r[:, j, c]) / s
-            q[sel] = v
-    q = np.where(q[:, 3:4] < 0, -q, q)
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    return q.reshape(*batch, 4)
+    m00, m01, m02 = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
+    m10, m11, m12 = m[..., 1, 0], m[..., 1, 1], m[..., 1, 2]
+    m20, m21, m22 = m[..., 2, 0], m[..., 2, 1], m[..., 2, 2]
+    # Shepperd's method: four candidate formulas, each well conditioned when its pivot (w, x, y or
+    # z) is the largest; compute all (branch-free, vectorised) and keep the best per matrix.
+    pivots = np.stack([m00 + m11 + m22, m00 - m11 - m22, m11 - m00 - m22, m22 - m00 - m11], -1)
+    s = 2.0 * np.sqrt(np.maximum(1.0 + pivots, 1e-12))  # (..., 4)
+    cand = (
+        np.stack(
+            [
+                np.stack([m21 - m12, m02 - m20, m10 - m01, s[..., 0] ** 2 / 4], -1),
+                np.stack([s[..., 1] ** 2 / 4, m01 + m10, m02 + m20, m21 - m12], -1),
+                np.stack([m01 + m10, s[..., 2] ** 2 / 4, m12 + m21, m02 - m20], -1),
+                np.stack([m02 + m20, m12 + m21, s[..., 3] ** 2 / 4, m10 - m01], -1),
+            ],
+            -2,
+        )
+        / s[..., :, None]
+    )  # (..., 4 candidates, 4)
+    best = np.argmax(pivots, axis=-1)[..., None, None]
+    q = np.take_along_axis(cand, best, axis=-2)[..., 0, :]
+    q = np.where(q[..., 3:4] < 0, -q, q)
+    return q / np.linalg.norm(q, axis=-1, keepdims=True)
 
 
 def pose_to_matrix(pose: np.ndarray) -> np.ndarray:

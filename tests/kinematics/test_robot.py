@@ -296,3 +296,21 @@ def test_set_joint_state_renders_what_fk_computes(google):
         assert (seg[v - 2 : v + 3, u - 2 : u + 3] == google.body_id).any(), (u, v)
     with pytest.raises(ValueError, match=r"\(J,\)"):
         google.set_joint_state(np.tile(q, (2, 1)))
+
+
+@pytest.mark.parametrize("name", ["google_robot", "franka_panda"])
+def test_ik_jacobian_matches_finite_differences(name, google, panda):
+    """The TCP Jacobian (pybullet, TCP point moved into the inertial frame) equals FK differences."""
+    robot = google if name == "google_robot" else panda
+    q = np.clip(robot.home_q + 0.1, robot.lower, robot.upper)
+    full = robot._full_q(q[None], np.zeros(1))[0]
+    jac = robot._jacobian(full)[:3]  # linear part (3, J)
+    eps = 1e-3  # pybullet FK positions carry float32 rounding (~1e-7 m): keep eps well above it
+    num = np.stack(
+        [
+            (robot.ee_pose(q + eps * e)[:3] - robot.ee_pose(q - eps * e)[:3]) / (2 * eps)
+            for e in np.eye(7)
+        ],
+        axis=1,
+    )
+    np.testing.assert_allclose(jac, num, atol=2e-3)
