@@ -21,6 +21,7 @@ from kinematics.robot import (
 )
 from kinematics.skeleton import SkeletonRenderer, SkeletonStyle
 from kinematics.spec import CameraSpec, Edge, EEFrame, Keypoint, KeypointSpec
+from kinematics.trajectory import demo_trajectory
 
 __all__ = [
     "CameraSpec",
@@ -35,6 +36,7 @@ __all__ = [
     "SkeletonRenderer",
     "SkeletonStyle",
     "available_robots",
+    "demo_trajectory",
     "load_robot",
     "register_robot",
 ]

@@ -314,3 +314,20 @@ def test_ik_jacobian_matches_finite_differences(name, google, panda):
         axis=1,
     )
     np.testing.assert_allclose(jac, num, atol=2e-3)
+
+
+def test_register_robot_by_name(tmp_path):
+    from kinematics import register_robot
+    from kinematics.robot import _REGISTRY
+
+    path = tmp_path / "kuka.yaml"
+    path.write_text(KUKA_SPEC)
+    register_robot("my_kuka", path)
+    try:
+        assert "my_kuka" in available_robots()
+        with load_robot("my_kuka", geometry=False) as kuka:
+            assert kuka.name == "kuka_iiwa"
+    finally:
+        _REGISTRY.pop("my_kuka")  # keep the process-wide registry as other tests expect it
+    with pytest.raises(FileNotFoundError, match=r"missing\.yaml"):
+        register_robot("nope", tmp_path / "missing.yaml")
