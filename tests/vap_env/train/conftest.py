@@ -1,0 +1,103 @@
+"""Fixtures of the training tests: micro world models (real diffusers classes) and clip batches."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import AutoencoderKLCogVideoX, CogVideoXTransformer3DModel
+
+from vap_env.models import WorldModelConfig, load_model_preset, load_world_model
+
+MICRO_SIZE = 32
+
+
+def micro_config(**changes) -> WorldModelConfig:
+    """The ``tiny`` preset shrunk further (32x32, 2 blocks): a real CogVideoX that steps in ~0.2 s."""
+    base = load_model_preset("tiny")
+    cfg = dataclasses.replace(
+        base,
+        name="micro",
+        height=MICRO_SIZE,
+        width=MICRO_SIZE,
+        control_layers=1,
+        transformer={
+            **base.transformer,
+            "num_layers": 2,
+            "num_attention_heads": 2,
+            "attention_head_dim": 16,
+            "sample_height": MICRO_SIZE // 4,
+            "sample_width": MICRO_SIZE // 4,
+        },
+        vae={
+            **base.vae,
+            "block_out_channels": [8, 8, 8],
+            "sample_height": MICRO_SIZE,
+            "sample_width": MICRO_SIZE,
+        },
+    )
+    return dataclasses.replace(cfg, **changes)
+
+
+@pytest.fixture(scope="session")
+def micro_model_dir(tmp_path_factory) -> Path:
+    """A saved micro world model built from its config (the ``tiny`` recipe: everything trains)."""
+    out = tmp_path_factory.mktemp("micro") / "model"
+    load_world_model(micro_config()).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def real_small_model_dir(tmp_path_factory) -> Path:
+    """A real-preset-style model at micro size: pretrained backbone directory + ControlNet + LoRA.
+
+    The backbone is a diffusers-format directory (transformer/, vae/ via save_pretrained), loaded
+    with from_pretrained as the released CogVideoX repos are; the preset's trainable parts are the
+    real presets' (ControlNet + LoRA).
+    """
+    root = tmp_path_factory.mktemp("real_small")
+    micro = micro_config()
+    torch.manual_seed(0)
+    CogVideoXTransformer3DModel(**micro.transformer).save_pretrained(
+        root / "backbone" / "transformer"
+    )
+    AutoencoderKLCogVideoX(**micro.vae).save_pretrained(root / "backbone" / "vae")
+    preset = load_model_preset("cogvideox-5b-i2v")
+    cfg = micro_config(
+        name="cogvideox-5b-i2v-small",
+        backbone=str(root / "backbone"),
+        lora_rank=4,
+        lora_alpha=4.0,
+        trainable=preset.trainable,
+    )
+    load_world_model(cfg).save_pretrained(root / "model")
+    return root / "model"
+
+
+def _synthetic_clips(
+    batches_per_epoch: int = 3, batch_size: int = 2, size: int = MICRO_SIZE, k: int = 8
+) -> Callable[[int], Iterator[dict]]:
+    """A dataset factory (epoch -> collated batches) of seeded random clips with a bright skeleton."""
+
+    def factory(epoch: int) -> Iterator[dict]:
+        g = torch.Generator().manual_seed(1000 + epoch)
+        for i in range(batches_per_epoch):
+            skeleton = torch.zeros(batch_size, k + 1, 3, size, size, dtype=torch.uint8)
+            skeleton[..., size // 4 : size // 2, size // 4 : size // 2] = 200
+            yield {
+                "context": torch.randint(0, 256, (batch_size, 3, size, size), generator=g).byte(),
+                "frames": torch.randint(0, 256, (batch_size, k, 3, size, size), generator=g).byte(),
+                "skeleton": skeleton,
+                "instruction": [f"pick can {epoch} {i}", "open drawer"][:batch_size],
+            }
+
+    return factory
+
+
+@pytest.fixture
+def synthetic_clips() -> Callable[..., Callable[[int], Iterator[dict]]]:
+    """``synthetic_clips(batches_per_epoch=3, batch_size=2)`` -> a dataset factory for Trainer."""
+    return _synthetic_clips

@@ -1,0 +1,158 @@
+"""The Accelerate training loop: exact resume, trainable sets, export, LGF in the loop."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from vap_env.models import load_world_model
+from vap_env.train.config import TrainConfig
+from vap_env.train.lgf import LGFConfig
+from vap_env.train.trainer import TRAINABLE_FILE, Trainer
+
+
+def _cfg(model_dir, out, **changes) -> TrainConfig:
+    cfg = TrainConfig(
+        name="test",
+        stage="diffusion",
+        model=str(model_dir),
+        output_dir=str(out),
+        max_steps=4,
+        checkpoint_every=2,
+        keep_last=2,
+        log_with=None,
+        gradient_accumulation_steps=2,
+    )
+    return dataclasses.replace(cfg, **changes)
+
+
+def _trainable_state(trainer: Trainer) -> dict[str, torch.Tensor]:
+    module = trainer.accelerator.unwrap_model(trainer.model)
+    return {n: p.detach().clone() for n, p in module.named_parameters() if p.requires_grad}
+
+
+def test_resumed_run_equals_straight_run(micro_model_dir, tmp_path, synthetic_clips):
+    # accumulation 2 x 3 batches per epoch: the checkpoint at step 2 sits mid-epoch (epoch 1,
+    # batch 1); cosine schedule with warm-up and the LGF loss make every piece of state matter.
+    changes = {
+        "optim": dataclasses.replace(TrainConfig().optim, lr_schedule="cosine", warmup_steps=1),
+        "lgf": LGFConfig(weight=0.5, window=3, projector_hidden=16, random_dim=8),
+    }
+    data = synthetic_clips(batch_size=1)
+    straight = Trainer(_cfg(micro_model_dir, tmp_path / "a", **changes), dataset_factory=data)
+    full = straight.train()
+    assert full.steps == 4 and len(full.losses) == 4
+    assert all(torch.isfinite(torch.tensor(full.losses)))
+
+    first = Trainer(_cfg(micro_model_dir, tmp_path / "b", **changes), dataset_factory=data)
+    part = first.train(until=2)
+    assert part.steps == 2 and part.export_dir is None
+    assert part.checkpoint.name == "checkpoint-00000002"
+    del first
+    resumed = Trainer(
+        _cfg(micro_model_dir, tmp_path / "b", **changes), resume=True, dataset_factory=data
+    )
+    assert (
+        resumed.state.step == 2 and resumed.state.epoch == 1 and resumed.state.batch_in_epoch == 1
+    )
+    rest = resumed.train()
+    assert part.losses + rest.losses == full.losses  # bit-exact, not approximately
+    a, b = _trainable_state(straight), _trainable_state(resumed)
+    assert a.keys() == b.keys() and any(k.startswith("lgf.projector") for k in a)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.lr_schedule.get_last_lr() == straight.lr_schedule.get_last_lr()
+    # keep_last=2: steps 2 and 4 remain; the export loads as a world model
+    names = sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir())
+    assert names == ["checkpoint-00000002", "checkpoint-00000004"]
+    wm = load_world_model(str(rest.export_dir))
+    exported = dict(wm.transformer.named_parameters())
+    trained = resumed.accelerator.unwrap_model(resumed.model).wm.transformer
+    assert all(torch.equal(exported[n], p) for n, p in trained.named_parameters())
+
+
+def test_resume_without_checkpoint_is_a_clear_error(micro_model_dir, tmp_path, synthetic_clips):
+    with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
+        Trainer(_cfg(micro_model_dir, tmp_path), resume=True, dataset_factory=synthetic_clips())
+
+
+def test_real_preset_trains_only_controlnet_and_lora(
+    real_small_model_dir, tmp_path, synthetic_clips
+):
+    cfg = _cfg(real_small_model_dir, tmp_path, max_steps=2, checkpoint_every=0)
+    trainer = Trainer(cfg, dataset_factory=synthetic_clips())
+    wm = trainer.wm
+    before = {n: t.detach().clone() for n, t in wm.state_dict().items()}
+    text_before = {n: t.detach().clone() for n, t in wm.text_encoder.state_dict().items()}
+    result = trainer.train()
+    after = wm.state_dict()
+    changed = {n for n in before if not torch.equal(before[n], after[n])}
+    assert changed, "training changed nothing"
+    allowed = {n for n in before if n.startswith("controlnet.") or ".lora_" in n}
+    assert changed <= allowed, sorted(changed - allowed)[:5]
+    assert any(n.startswith("controlnet.") for n in changed)
+    assert any(".lora_B." in n for n in changed)
+    assert all(torch.equal(t, wm.text_encoder.state_dict()[n]) for n, t in text_before.items())
+    # the checkpoint holds the trainable tensors only, not the backbone
+    from safetensors.torch import load_file
+
+    saved = load_file(str(result.checkpoint / TRAINABLE_FILE))
+    assert set(saved) == {f"wm.{n}" for n in allowed if n in dict(wm.named_parameters())}
+    # the export is ControlNet + LoRA on top of the backbone directory, and reloads exactly
+    reloaded = load_world_model(str(result.export_dir))
+    assert reloaded.config.backbone == wm.config.backbone
+    for n, t in reloaded.state_dict().items():
+        assert torch.equal(t, after[n]), n
+
+
+def test_vae_stage_trains_the_vae_alone_and_sets_the_latent_scale(
+    micro_model_dir, tmp_path, synthetic_clips
+):
+    cfg = _cfg(
+        micro_model_dir,
+        tmp_path,
+        stage="vae",
+        max_steps=2,
+        scale_batches=2,
+        gradient_accumulation_steps=1,
+    )
+    trainer = Trainer(cfg, dataset_factory=synthetic_clips(batch_size=1))
+    assert trainer.wm.config.trainable == ("vae",)
+    before = {n: t.detach().clone() for n, t in trainer.wm.state_dict().items()}
+    result = trainer.train()
+    after = trainer.wm.state_dict()
+    changed = {n for n in before if not torch.equal(before[n], after[n])}
+    assert changed and all(n.startswith("vae.") for n in changed)
+    stage1 = load_world_model(str(result.export_dir))
+    scale = stage1.vae.config.scaling_factor
+    assert scale != 1.0 and stage1.config.vae["scaling_factor"] == scale
+    # stage 2 starts from the stage-1 export with the VAE frozen
+    cfg2 = _cfg(result.export_dir, tmp_path / "stage2", max_steps=1, checkpoint_every=0)
+    stage2 = Trainer(cfg2, dataset_factory=synthetic_clips())
+    assert stage2.wm.config.trainable == ("transformer", "controlnet")
+    assert not any(p.requires_grad for p in stage2.wm.vae.parameters())
+    assert stage2.wm.vae.config.scaling_factor == scale
+
+
+def test_bad_training_configs(micro_model_dir, real_small_model_dir, tmp_path, synthetic_clips):
+    with pytest.raises(ValueError, match=r"stage='vea'.*Did you mean 'vae'"):
+        TrainConfig(stage="vea")
+    with pytest.raises(ValueError, match=r"remove 'vae' from trainable"):
+        TrainConfig(trainable=("transformer", "vae"))
+    with pytest.raises(ValueError, match=r"lgf\.weight > 0 in the vae stage"):
+        TrainConfig(stage="vae", lgf=LGFConfig(weight=1.0))
+    with pytest.raises(ValueError, match="only for models built from their config"):
+        Trainer(
+            _cfg(real_small_model_dir, tmp_path, stage="vae"), dataset_factory=synthetic_clips()
+        )
+    with pytest.raises(ValueError, match="text encoder is not supported"):
+        Trainer(
+            _cfg(micro_model_dir, tmp_path, trainable=("controlnet", "text_encoder")),
+            dataset_factory=synthetic_clips(),
+        )
+    with pytest.raises(ValueError, match=r"lgf\.layer=5"):
+        Trainer(
+            _cfg(micro_model_dir, tmp_path, lgf=LGFConfig(weight=1.0, layer=5)),
+            dataset_factory=synthetic_clips(),
+        )

@@ -1,0 +1,578 @@
+"""The fine-tuning loop on Hugging Face Accelerate: one command on a CPU, one GPU or many.
+
+::
+
+    vap-env train --config configs/train/tiny-rt1-vae.yaml            # CPU or one GPU
+    vap-env train --config configs/train/tiny-rt1.yaml --resume       # continue from the last checkpoint
+    accelerate launch --multi_gpu --num_processes 8 -m vap_env.cli train --config configs/train/cogvideox-5b-i2v-rt1.yaml
+    accelerate launch --config_file fsdp.yaml -m vap_env.cli train --config ...   # FSDP / DeepSpeed
+
+(``accelerate config`` writes such a config file; mixed precision comes from the training config's
+``mixed_precision`` unless the launcher sets it.)
+
+What one optimiser step does (``TrainingModule.forward``, under ``accelerator.accumulate``):
+
+- ``diffusion`` stage: the clip (context + K frames), its skeleton video and the context frame alone
+  are VAE-encoded (frozen); the context latent sits at latent frame 0 of a zero "image latent" video
+  (I2V layout); instructions are dropped with ``cfg_dropout``; timestep + noise give the noisy latents
+  and the v target; ``WorldModel.predict`` (backbone + ControlNet on the skeleton latents) is regressed
+  on v with the skeleton-region weighting (``vap_env.train.losses``); with ``lgf.weight > 0`` the
+  LGF loss on a hooked transformer block's output is added (``vap_env.train.lgf``).
+- ``vae`` stage: reconstruction + KL of the clip through the VAE alone; at the end the latent scaling
+  factor (1 / std of the latents on the data) is measured and written into the export, as CogVideoX's
+  ``scaling_factor`` is.
+
+Reproducibility and exact resume. All training randomness (noise, timesteps, CFG dropout, VAE
+posterior samples) comes from a CPU generator re-seeded from (seed, micro-batch index, process index)
+at every micro-batch, so it needs no saved state; the data order is a function of (seed, epoch) and
+the position within the epoch is checkpointed; ``accelerator.save_state`` stores optimiser, LR
+schedule, grad scaler and per-process global RNG states; our save hook stores only the *trainable*
+parameters (a 5B backbone is never copied into a checkpoint) and frozen parts are rebuilt from
+``model``. Checkpoints are published atomically (``vap_env.train.checkpoint``). A run resumed from
+step k reproduces the losses and weights of an uninterrupted run (tested on the CPU; on GPUs up to
+the non-determinism of their kernels).
+
+Data on several processes: every process reads the same clip stream and keeps every
+``num_processes``-th batch (so the data order is independent of the launcher); with many GPUs and
+expensive decoding, give the DataLoader workers (``data.num_workers``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import ProjectConfiguration, set_seed
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from vap_env.config import save_yaml, to_dict
+from vap_env.models import (
+    WorldModel,
+    WorldModelConfig,
+    load_model_preset,
+    load_world_model,
+    model_presets,
+)
+from vap_env.models.config import TEMPORAL_COMPRESSION
+from vap_env.models.weights import CONFIG_FILE, read_saved_config
+from vap_env.train.checkpoint import CheckpointManager, atomic_directory
+from vap_env.train.config import TrainConfig
+from vap_env.train.lgf import LGFLoss, build_teacher
+from vap_env.train.losses import (
+    diffusion_targets,
+    drop_instructions,
+    pool_to_latents,
+    region_weights,
+    skeleton_mask,
+    vae_loss,
+    weighted_mse,
+)
+
+TRAINABLE_FILE = "trainable.safetensors"
+_WEIGHT_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+# ------------------------------------------------------------------------------------- batches
+
+
+@dataclass
+class ClipBatch:
+    """One training batch on the model's device, frames in [-1, 1].
+
+    Attributes:
+        context: (B, 3, H, W) the context frame.
+        frames: (B, K, 3, H, W) the K frames that follow it.
+        skeleton: (B, K+1, 3, H, W) skeleton video; frame 0 is the context frame's state.
+        instructions: B strings.
+    """
+
+    context: torch.Tensor
+    frames: torch.Tensor
+    skeleton: torch.Tensor
+    instructions: list[str]
+
+    @property
+    def video(self) -> torch.Tensor:
+        """(B, K+1, 3, H, W): context followed by the K frames."""
+        return torch.cat([self.context[:, None], self.frames], dim=1)
+
+    @classmethod
+    def from_items(cls, batch: dict[str, Any], device: torch.device) -> ClipBatch:
+        """From a collated ``ClipDataset`` batch (uint8 or float frames)."""
+
+        def unit(x: torch.Tensor) -> torch.Tensor:
+            x = x.to(device)
+            return x.float() / 127.5 - 1.0 if x.dtype == torch.uint8 else x.float()
+
+        for key in ("context", "frames", "skeleton", "instruction"):
+            if key not in batch:
+                raise KeyError(f"training batch has no {key!r} (keys: {sorted(batch)})")
+        return cls(
+            unit(batch["context"]),
+            unit(batch["frames"]),
+            unit(batch["skeleton"]),
+            list(batch["instruction"]),
+        )
+
+
+def micro_batch_generator(seed: int, micro_step: int, process_index: int) -> torch.Generator:
+    """The CPU generator of one micro-batch: a pure function of its coordinates (no saved state)."""
+    state = np.random.SeedSequence([seed, micro_step, process_index]).generate_state(2)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+# ------------------------------------------------------------------------------ training module
+
+
+class TrainingModule(nn.Module):
+    """The world model (+ LGF projector) with the training objective as ``forward``.
+
+    Accelerate / DDP wrap this one module, so gradient synchronisation covers every trainable
+    parameter whatever the stage.
+    """
+
+    def __init__(self, wm: WorldModel, cfg: TrainConfig, lgf: LGFLoss | None = None) -> None:
+        super().__init__()
+        self.wm = wm
+        self.cfg = cfg
+        self.lgf = lgf
+        self._captured: torch.Tensor | None = None
+        if lgf is not None:
+            blocks = wm.transformer.transformer_blocks
+            layer = cfg.lgf.layer
+            if not -len(blocks) <= layer < len(blocks):
+                raise ValueError(
+                    f"lgf.layer={layer} but the transformer has {len(blocks)} blocks: "
+                    f"use -{len(blocks)}..{len(blocks) - 1}"
+                )
+            blocks[layer].register_forward_hook(self._capture)
+
+    def _capture(self, module: nn.Module, args: Any, output: Any) -> None:
+        # CogVideoXBlock returns (video tokens, text tokens); keep the video tokens (B, N, D).
+        self._captured = output[0]
+
+    def forward(self, batch: ClipBatch, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Losses of one micro-batch; ``loss`` is the one to back-propagate."""
+        if self.cfg.stage == "vae":
+            region = skeleton_mask(
+                batch.skeleton, self.cfg.diffusion.mask_threshold, self.cfg.diffusion.mask_dilation
+            )
+            return vae_loss(self.wm.vae, batch.video, self.cfg.vae, generator, region)
+        return self._diffusion(batch, generator)
+
+    def _diffusion(self, batch: ClipBatch, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        wm, dcfg = self.wm, self.cfg.diffusion
+        video = batch.video
+        with torch.no_grad():
+            latents = wm.encode_video(video)
+            control = wm.encode_video(batch.skeleton)
+            image = torch.zeros_like(latents)
+            image[:, :1] = wm.encode_video(batch.context[:, None])
+            texts = drop_instructions(batch.instructions, dcfg.cfg_dropout, generator)
+            text = wm.encode_text(texts)
+            mask = skeleton_mask(batch.skeleton, dcfg.mask_threshold, dcfg.mask_dilation)
+        noisy, timesteps, target = diffusion_targets(wm.scheduler, latents, generator)
+        self._captured = None
+        pred = wm.predict(noisy.to(wm.dtype), timesteps, image, control, text)
+        f, _, h, w = latents.shape[1:]
+        weights = region_weights(pool_to_latents(mask, f, (h, w)), dcfg.gripper_weight)
+        diffusion = weighted_mse(pred, target, weights)
+        out = {"diffusion": diffusion.detach()}
+        loss = diffusion
+        if self.lgf is not None:
+            p = wm.transformer.config.patch_size
+            grid = (f, h // p, w // p)
+            # latent k summarises frames 4k-3..4k; the teacher is read at the last of them
+            frame_index = [TEMPORAL_COMPRESSION * k for k in range(f)]
+            lgf = self.lgf(self._captured, grid, video, frame_index, prompt_masks=mask > 0)
+            self._captured = None
+            out["lgf"] = lgf.detach()
+            loss = loss + self.cfg.lgf.weight * lgf
+        out["loss"] = loss
+        return out
+
+
+# ------------------------------------------------------------------------------------- state
+
+
+@dataclass
+class TrainState:
+    """Position of the run, checkpointed with the accelerator state."""
+
+    step: int = 0  # optimiser steps done
+    epoch: int = 0  # data epoch being read
+    batch_in_epoch: int = 0  # micro-batches of that epoch already consumed (by this process)
+
+    def state_dict(self) -> dict[str, int]:
+        """Plain dict for ``accelerator.register_for_checkpointing``."""
+        return dataclasses.asdict(self)
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Restore from ``state_dict``."""
+        for k, v in state.items():
+            setattr(self, k, int(v))
+
+
+@dataclass
+class TrainResult:
+    """What ``Trainer.train`` returns."""
+
+    steps: int
+    losses: list[float] = field(default_factory=list)  # mean loss of each step of this session
+    export_dir: Path | None = None
+    checkpoint: Path | None = None
+
+
+# -------------------------------------------------------------------------------------- trainer
+
+
+def _trainable_override(cfg: TrainConfig) -> tuple[str, ...] | None:
+    if cfg.stage == "vae":
+        return ("vae",)
+    if cfg.trainable is not None and "text_encoder" in cfg.trainable:
+        raise ValueError(
+            "training the text encoder is not supported: instruction embeddings are cached by the "
+            f"world model; remove 'text_encoder' from trainable={cfg.trainable}"
+        )
+    return cfg.trainable
+
+
+def _source_config(model: str) -> WorldModelConfig | None:
+    """The config of a preset name or saved directory (None for hub ids: known after loading)."""
+    if model in model_presets():
+        return load_model_preset(model)
+    if (Path(model) / CONFIG_FILE).is_file():
+        return read_saved_config(model)
+    return None
+
+
+def _flat_hparams(cfg: TrainConfig) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}{k}/", v)
+        else:
+            key = prefix.rstrip("/")
+            flat[key] = value if isinstance(value, int | float | str | bool) else str(value)
+
+    walk("", to_dict(cfg))
+    return flat
+
+
+class Trainer:
+    """Builds everything from a ``TrainConfig`` and runs the loop (see the module docstring).
+
+    Args:
+        cfg: the run.
+        resume: continue from the newest complete checkpoint in ``<output_dir>/checkpoints``
+            (an error if there is none).
+        dataset_factory: ``(epoch) -> iterable of batches`` overriding the configured dataset
+            (tests, custom data); batches are dicts as ``ClipDataset`` yields them, collated.
+    """
+
+    def __init__(self, cfg: TrainConfig, *, resume: bool = False, dataset_factory=None) -> None:
+        self.cfg = cfg
+        out = Path(cfg.output_dir)
+        self.accelerator = Accelerator(
+            mixed_precision=cfg.mixed_precision,
+            gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+            log_with=cfg.log_with,
+            project_config=ProjectConfiguration(
+                project_dir=str(out), logging_dir=str(out / "logs")
+            ),
+        )
+        acc = self.accelerator
+        set_seed(cfg.seed)
+        trainable = _trainable_override(cfg)
+        source = _source_config(cfg.model)
+        if cfg.stage == "vae" and source is not None and source.backbone is not None:
+            raise ValueError(
+                f"stage 'vae' trains a VAE from scratch, but model {cfg.model!r} loads the pretrained "
+                f"backbone {source.backbone!r} (whose VAE the transformer was trained on): "
+                "use the 'vae' stage only for models built from their config, such as 'tiny'"
+            )
+        self.wm = load_world_model(
+            cfg.model,
+            device=acc.device,
+            dtype=_WEIGHT_DTYPES[cfg.mixed_precision],
+            gradient_checkpointing=cfg.gradient_checkpointing,
+        )
+        if trainable is not None:
+            # Not a load_world_model override: which parts a saved model holds depends on the
+            # config's trainable list, and the stage's choice must not change what is loaded.
+            self.wm.config = dataclasses.replace(self.wm.config, trainable=trainable)
+            self.wm.requires_grad_(False)
+            for p in self.wm.trainable_parameters():
+                p.requires_grad_(True)
+        params = self.wm.trainable_parameters()
+        if not params:
+            raise ValueError(
+                f"nothing to train: the model's trainable parts {self.wm.config.trainable} have no "
+                "parameters"
+            )
+        for p in params:
+            # fp32 master weights for what trains; frozen parts stay in the compute dtype
+            p.data = p.data.float()
+        lgf = None
+        if cfg.stage == "diffusion" and cfg.lgf.weight > 0:
+            tr = self.wm.transformer.config
+            teacher = build_teacher(cfg.lgf, acc.device)
+            lgf = LGFLoss(cfg.lgf, tr.num_attention_heads * tr.attention_head_dim, teacher)
+            lgf.to(acc.device)
+        self.module = TrainingModule(self.wm, cfg, lgf)
+        self.module.train()
+        trainable_params = [p for p in self.module.parameters() if p.requires_grad]
+        o = cfg.optim
+        optimizer = torch.optim.AdamW(
+            trainable_params,
+            lr=o.learning_rate,
+            betas=(o.beta1, o.beta2),
+            eps=o.eps,
+            weight_decay=o.weight_decay,
+        )
+        from diffusers.optimization import get_scheduler
+
+        # the prepared scheduler steps once per process per optimiser step (as diffusers scripts)
+        schedule = get_scheduler(
+            o.lr_schedule,
+            optimizer,
+            num_warmup_steps=o.warmup_steps * acc.num_processes,
+            num_training_steps=cfg.max_steps * acc.num_processes,
+        )
+        self.model, self.optimizer, self.lr_schedule = acc.prepare(self.module, optimizer, schedule)
+        self.trainable_names = [n for n, p in self.module.named_parameters() if p.requires_grad]
+        self.state = TrainState()
+        acc.register_for_checkpointing(self.state)
+        acc.register_save_state_pre_hook(self._save_hook)
+        acc.register_load_state_pre_hook(self._load_hook)
+        self.checkpoints = CheckpointManager(out / "checkpoints", keep_last=cfg.keep_last)
+        self.dataset_factory = dataset_factory or self._default_dataset
+        self.resumed_from: Path | None = None
+        if resume:
+            latest = self.checkpoints.latest()
+            if latest is None:
+                raise FileNotFoundError(
+                    f"--resume: no complete checkpoint in {out / 'checkpoints'}; run without "
+                    "--resume to start, or point output_dir at the run to continue"
+                )
+            acc.load_state(str(latest.path))
+            self.resumed_from = latest.path
+
+    # ---------------------------------------------------------------------------- checkpoint hooks
+
+    def _save_hook(self, models: list, weights: list, output_dir: str) -> None:
+        # Only what trains goes into a checkpoint; frozen parts are rebuilt from `model`.
+        if self.accelerator.is_main_process:
+            module = self.accelerator.unwrap_model(models[0])
+            state = {
+                n: p.detach().contiguous().cpu()
+                for n, p in module.named_parameters()
+                if p.requires_grad
+            }
+            save_file(state, str(Path(output_dir) / TRAINABLE_FILE))
+        weights.clear()
+
+    def _load_hook(self, models: list, input_dir: str) -> None:
+        module = self.accelerator.unwrap_model(models.pop())
+        state = load_file(str(Path(input_dir) / TRAINABLE_FILE))
+        if sorted(state) != sorted(self.trainable_names):
+            missing = sorted(set(self.trainable_names) - set(state))
+            unexpected = sorted(set(state) - set(self.trainable_names))
+            raise KeyError(
+                f"checkpoint {input_dir} was written by a run with other trainable parameters "
+                f"(missing {missing[:3]}, unexpected {unexpected[:3]}): resume with the same config"
+            )
+        params = dict(module.named_parameters())
+        with torch.no_grad():
+            for name, tensor in state.items():
+                params[name].copy_(tensor)
+
+    # -------------------------------------------------------------------------------------- data
+
+    def _default_dataset(self, epoch: int):
+        from vap_env.train.data import clip_loader
+
+        return clip_loader(self.cfg, self.wm.config, epoch)
+
+    def _micro_batches(self) -> Iterator[ClipBatch]:
+        """This process's micro-batches from the checkpointed position on, epoch after epoch."""
+        acc, state = self.accelerator, self.state
+        n, rank = acc.num_processes, acc.process_index
+        while True:
+            seen = 0
+            for i, batch in enumerate(self.dataset_factory(state.epoch)):
+                if i % n != rank:
+                    continue
+                seen += 1
+                if seen <= state.batch_in_epoch:
+                    continue  # consumed before the checkpoint this run resumed from
+                state.batch_in_epoch = seen
+                yield ClipBatch.from_items(batch, acc.device)
+            if seen == 0:
+                raise ValueError(
+                    f"the training data yielded no batch for process {rank} of {n} in epoch "
+                    f"{state.epoch}: check data.data_dir / data.split and that the dataset has at "
+                    "least one clip per process"
+                )
+            state.epoch += 1
+            state.batch_in_epoch = 0
+
+    # -------------------------------------------------------------------------------------- loop
+
+    def save_checkpoint(self) -> Path:
+        """Write the resumable state of the current step (every process must call this)."""
+        acc = self.accelerator
+        return self.checkpoints.save(
+            self.state.step,
+            lambda d: acc.save_state(str(d)),
+            is_main_process=acc.is_main_process,
+            barrier=acc.wait_for_everyone,
+            extra={"name": self.cfg.name, "stage": self.cfg.stage},
+        )
+
+    def train(self, until: int | None = None) -> TrainResult:
+        """Run until ``max_steps``, checkpointing and logging; then export the weights.
+
+        ``until`` stops earlier, after that step's checkpoint and without exporting (what a
+        preempted job does); ``--resume`` continues from there.
+        """
+        cfg, acc, state = self.cfg, self.accelerator, self.state
+        stop = cfg.max_steps if until is None else min(until, cfg.max_steps)
+        out = Path(cfg.output_dir)
+        if acc.is_main_process:
+            out.mkdir(parents=True, exist_ok=True)
+            save_yaml(cfg, out / "train_config.yaml")
+        if cfg.log_with:
+            acc.init_trackers(cfg.name, config=_flat_hparams(cfg))
+        result = TrainResult(steps=state.step)
+        batches = self._micro_batches()
+        clips_per_step = cfg.batch_size * cfg.gradient_accumulation_steps * acc.num_processes
+        bar = tqdm(
+            total=cfg.max_steps,
+            initial=state.step,
+            desc=cfg.name,
+            disable=not acc.is_local_main_process,
+        )
+        last_ckpt = self.resumed_from
+        saved_step = state.step if self.resumed_from is not None else None
+        while state.step < stop:
+            t0 = time.perf_counter()
+            sums: dict[str, float] = {}
+            for micro in range(cfg.gradient_accumulation_steps):
+                batch = next(batches)
+                gen = micro_batch_generator(
+                    cfg.seed,
+                    state.step * cfg.gradient_accumulation_steps + micro,
+                    acc.process_index,
+                )
+                with acc.accumulate(self.model):
+                    losses = self.model(batch, gen)
+                    acc.backward(losses["loss"])
+                    if acc.sync_gradients and cfg.optim.max_grad_norm > 0:
+                        acc.clip_grad_norm_(self.model.parameters(), cfg.optim.max_grad_norm)
+                    self.optimizer.step()
+                    self.lr_schedule.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach()) / cfg.gradient_accumulation_steps
+            if not acc.sync_gradients:
+                raise RuntimeError(
+                    "gradient accumulation went out of step with the optimiser steps; this is a bug"
+                )
+            state.step += 1
+            logs = {
+                k: float(acc.reduce(torch.tensor(v, device=acc.device), reduction="mean"))
+                for k, v in sorted(sums.items())
+            }
+            if not math.isfinite(logs["loss"]):
+                raise FloatingPointError(
+                    f"loss is {logs['loss']} at step {state.step}: lower optim.learning_rate, "
+                    "enable gradient clipping or use bf16 instead of fp16"
+                )
+            result.losses.append(logs["loss"])
+            dt = time.perf_counter() - t0
+            logs["lr"] = self.lr_schedule.get_last_lr()[0]
+            logs["clips_per_s"] = clips_per_step / dt
+            bar.update(1)
+            bar.set_postfix(loss=f"{logs['loss']:.4f}", clips_s=f"{logs['clips_per_s']:.2f}")
+            if cfg.log_with and (state.step % cfg.log_every == 0 or state.step == 1):
+                acc.log({f"train/{k}": v for k, v in logs.items()}, step=state.step)
+            if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
+                last_ckpt, saved_step = self.save_checkpoint(), state.step
+        bar.close()
+        if saved_step != state.step:
+            last_ckpt = self.save_checkpoint()
+        result.checkpoint = last_ckpt
+        result.steps = state.step
+        if state.step >= cfg.max_steps:
+            result.export_dir = self.export()
+        if cfg.log_with:
+            acc.end_training()
+        return result
+
+    # ------------------------------------------------------------------------------------ export
+
+    @torch.no_grad()
+    def measure_latent_scale(self) -> float:
+        """1 / std of the (unscaled) VAE latents over ``scale_batches`` batches of training data."""
+        acc, vae = self.accelerator, self.wm.vae
+        values, count = [], 0
+        for batch in self.dataset_factory(0):
+            clip = ClipBatch.from_items(batch, acc.device)
+            x = clip.video.to(vae.dtype).permute(0, 2, 1, 3, 4)
+            values.append(vae.encode(x).latent_dist.mode().float().flatten())
+            count += 1
+            if count >= self.cfg.scale_batches:
+                break
+        z = torch.cat(values)
+        std = acc.reduce(z.std().reshape(1), reduction="mean").item()
+        if not math.isfinite(std) or std <= 0:
+            raise FloatingPointError(f"latent std is {std}: the VAE collapsed; check its training")
+        return 1.0 / std
+
+    def export(self) -> Path:
+        """Write the trained world model where ``load_world_model(dir)`` (and the env) reads it."""
+        acc, cfg = self.accelerator, self.cfg
+        wm: WorldModel = acc.unwrap_model(self.model).wm
+        if cfg.stage == "vae":
+            scale = self.measure_latent_scale()
+            wm.vae.register_to_config(scaling_factor=scale)
+            wm.config = dataclasses.replace(
+                wm.config, vae={**wm.config.vae, "scaling_factor": scale}
+            )
+        # The export declares the source model's trainable parts, not this stage's override, so
+        # that the next stage (or a user's fine-tuning) starts from the preset's recipe.
+        source = _source_config(cfg.model)
+        if source is not None:
+            wm.config = dataclasses.replace(wm.config, trainable=source.trainable)
+        target = cfg.resolved_export_dir
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            with atomic_directory(target, extra={"name": cfg.name, "step": self.state.step}) as d:
+                wm.save_pretrained(d)
+                (d / "training.json").write_text(
+                    json.dumps(
+                        {"name": cfg.name, "stage": cfg.stage, "steps": self.state.step}, indent=1
+                    )
+                    + "\n"
+                )
+        acc.wait_for_everyone()
+        return target
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, dataset_factory=None) -> TrainResult:
+    """Build a ``Trainer`` and run it (the body of ``vap-env train``)."""
+    return Trainer(cfg, resume=resume, dataset_factory=dataset_factory).train()
