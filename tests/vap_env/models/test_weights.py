@@ -1,0 +1,120 @@
+"""Weights I/O: bit-exact round trips, diffusers-format backbones, source resolution errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from vap_env.models import WorldModel, load_world_model
+from vap_env.models.weights import CONFIG_FILE, WEIGHTS_FILE, weights_state
+
+
+def perturb(wm: WorldModel, seed: int = 0) -> None:
+    """Give every saved tensor new values (as training would)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for tensor in weights_state(wm).values():
+            if tensor.is_floating_point():
+                tensor.add_(torch.randn(tensor.shape, generator=g) * 0.01)
+
+
+def assert_same_state(a: WorldModel, b: WorldModel) -> None:
+    sa, sb = weights_state(a), weights_state(b)
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        assert torch.equal(sa[key], sb[key]), key
+
+
+def test_tiny_round_trip_is_bit_exact(tmp_path, chunk_inputs):
+    wm = load_world_model("tiny")
+    perturb(wm)
+    wm.save_pretrained(tmp_path / "a")
+    meta = json.loads((tmp_path / "a" / CONFIG_FILE).read_text())
+    assert meta["parts"] == ["transformer", "vae", "text_encoder", "controlnet"]
+    loaded = load_world_model(tmp_path / "a")
+    loaded.save_pretrained(tmp_path / "b")
+    again = load_world_model(str(tmp_path / "b"))
+    assert_same_state(wm, loaded)
+    assert_same_state(loaded, again)
+    assert (tmp_path / "a" / WEIGHTS_FILE).read_bytes() == (
+        tmp_path / "b" / WEIGHTS_FILE
+    ).read_bytes()
+    assert again.config.weights == str(tmp_path / "b")
+    context, skeleton = chunk_inputs(wm, batch=1)
+
+    def frames(model):
+        gen = torch.Generator().manual_seed(0)
+        return model.generate_chunk(context, skeleton, ["x"], generator=gen, num_inference_steps=1)
+
+    assert torch.equal(frames(wm), frames(again))
+
+
+def test_diffusers_directory_loads_as_backbone(tiny_backbone_dir, tiny):
+    wm = load_world_model("tiny", backbone=str(tiny_backbone_dir))
+    reference = tiny.transformer.state_dict()
+    for key, value in wm.transformer.state_dict().items():
+        assert torch.equal(value, reference[key]), key
+    assert torch.equal(wm.vae.encoder.conv_in.conv.weight, tiny.vae.encoder.conv_in.conv.weight)
+    assert type(wm.instructions.tokenizer).__name__ == "ByT5Tokenizer"
+
+
+def test_adapter_round_trip_saves_only_controlnet_and_lora(tmp_path, tiny_backbone_dir):
+    overrides = {
+        "backbone": str(tiny_backbone_dir),
+        "lora_rank": 4,
+        "lora_alpha": 8.0,
+        "trainable": ("controlnet", "lora"),
+    }
+    wm = load_world_model("tiny", **overrides)
+    perturb(wm, seed=1)
+    wm.save_pretrained(tmp_path / "adapters")
+    keys = set(weights_state(wm))
+    assert all(k.startswith("controlnet.") or ".lora_" in k for k in keys)
+    assert any(".lora_B." in k for k in keys)
+    loaded = load_world_model(tmp_path / "adapters")
+    assert loaded.config.lora_rank == 4 and loaded.config.backbone == str(tiny_backbone_dir)
+    assert_same_state(wm, loaded)
+    # The same weights through the config's `weights` field of a preset.
+    via_field = load_world_model("tiny", weights=str(tmp_path / "adapters"), **overrides)
+    assert_same_state(wm, via_field)
+
+
+def test_mismatched_weights_are_rejected(tmp_path, tiny_backbone_dir):
+    base = {"backbone": str(tiny_backbone_dir), "trainable": ("controlnet",)}
+    load_world_model("tiny", **base).save_pretrained(tmp_path / "w")
+    with pytest.raises(KeyError, match="missing"):
+        load_world_model("tiny", weights=str(tmp_path / "w"), lora_rank=2, **base)
+
+
+def test_source_errors_are_clear(tmp_path, tiny_backbone_dir):
+    with pytest.raises(KeyError, match="Did you mean 'tiny'"):
+        load_world_model("tinyy")
+    with pytest.raises(ValueError, match="backbone of a preset"):
+        load_world_model(str(tiny_backbone_dir))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_world_model("tiny", backbone=str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"transformer/config\.json"):
+        load_world_model("tiny", backbone=str(tmp_path / "empty"))
+    with pytest.raises(TypeError, match="Did you mean 'lora_rank'"):
+        load_world_model("tiny", lora_rnak=4)
+
+
+def test_offline_hub_id_says_what_to_download(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("VAP_BACKBONE_DIR", raising=False)
+    with pytest.raises(OSError, match="hf download THUDM/CogVideoX-2b --local-dir") as err:
+        load_world_model("cogvideox-2b")
+    assert "VAP_BACKBONE_DIR" in str(err.value) and "backbone" in str(err.value)
+
+
+def test_backbone_dir_env_var_is_used_for_hub_ids(tmp_path, monkeypatch, tiny_backbone_dir):
+    (tmp_path / "CogVideoX-tiny").symlink_to(tiny_backbone_dir)
+    monkeypatch.setenv("VAP_BACKBONE_DIR", str(tmp_path))
+    wm = load_world_model("tiny", backbone="THUDM/CogVideoX-tiny")
+    assert wm.transformer.config.num_layers == 4
