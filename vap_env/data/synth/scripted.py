@@ -94,7 +94,7 @@ class Rollout:
     gripper: np.ndarray  # (T,) float32 actual closedness (stops at the object's width when holding)
     gripper_command: np.ndarray  # (T,) float32 commanded closedness
     tcp_pose: np.ndarray  # (T, 7) float32, FK of q
-    images: dict[str, np.ndarray]  # name -> (T, H, W, 3) uint8
+    images: dict[str, np.ndarray]  # name -> (T, H, W, 3) uint8, the rendered cameras
     gripper_masks: np.ndarray  # (T, H, W) bool, main camera
     object_masks: np.ndarray  # (T, H, W) bool, main camera
     cameras: dict[str, PinholeCamera]  # cameras at step 0
@@ -280,9 +280,17 @@ def _interpolate(wps: list[_Waypoint], u: float) -> tuple[np.ndarray, np.ndarray
 
 
 def execute(
-    scene: Scene, spec: SceneSpec, num_frames: int, main_camera: str | None = None
+    scene: Scene,
+    spec: SceneSpec,
+    num_frames: int,
+    main_camera: str | None = None,
+    render: tuple[str, ...] | None = None,
 ) -> Rollout:
-    """Run ``spec.task`` in ``scene`` for ``num_frames`` frames; deterministic given ``spec``."""
+    """Run ``spec.task`` in ``scene`` for ``num_frames`` frames; deterministic given ``spec``.
+
+    ``main_camera`` (default: the spec's first camera) gets the masks; ``render`` limits which
+    cameras are rendered (default all; the main one always is); ``Rollout.cameras`` has them all.
+    """
     if num_frames < 2:
         raise ValueError(f"num_frames = {num_frames}; an episode needs at least 2 frames")
     robot, lay = scene.robot, scene.layout
@@ -290,6 +298,7 @@ def execute(
     task = spec.task
     names = [c.name for c in spec.cameras]
     main = main_camera or names[0]
+    rendered = set(names if render is None else render) | {main}
     q = np.asarray(spec.start_q or robot.home_q, dtype=np.float64)
     start_pose = robot.ee_pose(q)
     start_rot = quat_to_matrix(start_pose[3:])
@@ -354,6 +363,8 @@ def execute(
             cam = scene.camera(name)
             if t == 0:
                 cameras0[name] = cam
+            if name not in rendered:
+                continue
             rgb, seg = scene.render(cam)
             images[name].append(rgb)
             if name == main:
@@ -374,7 +385,7 @@ def execute(
         gripper=np.asarray(grips, dtype=np.float32),
         gripper_command=np.asarray(cmds, dtype=np.float32),
         tcp_pose=np.asarray(poses, dtype=np.float32),
-        images={n: np.stack(v) for n, v in images.items()},
+        images={n: np.stack(v) for n, v in images.items() if v},
         gripper_masks=np.stack(gmasks),
         object_masks=np.stack(omasks),
         cameras=cameras0,

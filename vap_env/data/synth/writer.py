@@ -27,7 +27,8 @@ RT-1 ``action``: ``world_vector``, ``rotation_delta``, ``gripper_closedness_acti
 step and [0, 1, 0] before; base displacements = zeros. ``reward`` = 1.0 on the last step of a
 successful episode, else 0.
 
-DROID: ``language_instruction_2/3`` = ""; ``action_dict`` = the next step's state (the last step
+DROID: ``language_instruction_2/3`` = ""; with ``extra_cameras=False`` only exterior camera 1 is
+rendered and the other two images are black (their extrinsics are still written); ``action_dict`` = the next step's state (the last step
 holds), velocities = finite differences x 15 Hz; ``action`` = cartesian_velocity (6) +
 gripper_position (1); ``discount`` = 1; ``episode_metadata/file_path`` =
 ``synthetic/<success|failure>/<episode_id>/trajectory.h5``; extrinsics = the cameras' poses at
@@ -59,6 +60,7 @@ from vap_env.data.synth.scene import LAYOUTS, Scene, sample_scene
 from vap_env.data.synth.scripted import SKILL_NAMES, Rollout, execute, setup_task
 
 WORK_DIR = ".vap_synth_work"
+DROID_IMAGES = ("exterior_image_1_left", "exterior_image_2_left", "wrist_image_left")
 SPLITS = ("train", "val", "test")
 
 
@@ -83,6 +85,10 @@ class SynthConfig:
     )
     episodes_per_shard: int = field(default=64, metadata={"help": "episodes per tfrecord shard"})
     jpeg_quality: int = field(default=95, metadata={"help": "JPEG quality of the image features"})
+    extra_cameras: bool = field(
+        default=True,
+        metadata={"help": "DROID: also render exterior camera 2 and the wrist camera (else black)"},
+    )
     workers: int = field(default=0, metadata={"help": "rendering processes (0 = in this process)"})
     overwrite: bool = field(
         default=False, metadata={"help": "replace an existing dataset directory"}
@@ -231,6 +237,13 @@ def _droid_steps(ro: Rollout, scene_layout: Any, quality: int, episode_id: str) 
     nxt = np.r_[1 : len(q), len(q) - 1]  # index of the next step (the last one holds)
     cart_vel = cart[nxt] - cart
     cart_vel[:, 3:] = (cart_vel[:, 3:] + np.pi) % (2 * np.pi) - np.pi  # wrap angle differences
+    black = _jpeg(np.zeros(get_schema("droid").image_shape, np.uint8), quality)
+    images = {
+        name: [_jpeg(f, quality) for f in ro.images[name]]
+        if name in ro.images
+        else [black] * len(q)
+        for name in DROID_IMAGES
+    }
     steps = []
     for t in range(len(q)):
         last = t == len(q) - 1
@@ -247,9 +260,7 @@ def _droid_steps(ro: Rollout, scene_layout: Any, quality: int, episode_id: str) 
                     "gripper_position": g[t],
                     "cartesian_position": cart[t],
                     "joint_position": q[t],
-                    "exterior_image_1_left": _jpeg(ro.images["exterior_image_1_left"][t], quality),
-                    "exterior_image_2_left": _jpeg(ro.images["exterior_image_2_left"][t], quality),
-                    "wrist_image_left": _jpeg(ro.images["wrist_image_left"][t], quality),
+                    **{name: images[name][t] for name in DROID_IMAGES},
                 },
                 "action_dict": {
                     "gripper_position": g[n],
@@ -306,7 +317,8 @@ def render_episode(cfg: SynthConfig, index: int) -> Rollout:
     skill = cfg.skills[index % len(cfg.skills)]
     spec = sample_scene(scene.robot, rng, schema.width, schema.height)
     spec = setup_task(scene, spec, skill, rng, cfg.fail_prob)
-    return execute(scene, spec, cfg.num_frames)
+    render = None if cfg.extra_cameras else (spec.cameras[0].name,)
+    return execute(scene, spec, cfg.num_frames, render=render)
 
 
 def ground_truth(ro: Rollout) -> GroundTruth:
