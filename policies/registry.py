@@ -21,6 +21,7 @@ from vap_env.config import did_you_mean, from_dict
 POLICIES: dict[str, str] = {
     "random": "policies.random_policy:RandomPolicy",
     "replay": "policies.replay:ReplayPolicy",
+    "scripted": "policies.scripted:ScriptedPolicy",
     "sb3": "policies.sb3:SB3Policy",
     "single_action": "policies.single_action:SingleActionPolicy",
 }

@@ -18,8 +18,8 @@ OBS = {"image": np.zeros((8, 8, 3), np.uint8), "proprio": np.zeros(15, np.float3
 
 
 def test_registry_lists_and_imports_every_policy():
-    assert available_policies() == ["random", "replay", "sb3", "single_action"]
-    for name in ("random", "replay", "sb3", "single_action"):
+    assert available_policies() == ["random", "replay", "sb3", "scripted", "single_action"]
+    for name in ("random", "replay", "scripted", "single_action"):
         assert hasattr(policy_class(name), "config_class")
     with pytest.raises(KeyError, match="Did you mean 'replay'"):
         make_policy("replai")
