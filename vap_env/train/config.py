@@ -51,6 +51,13 @@ class DataConfig:
     split: str = _help("dataset split to train on", "train")
     num_workers: int = _help("DataLoader worker processes (0 = load in the training process)", 0)
     shuffle: bool = _help("shuffle clips (seeded by the run's seed and the epoch)", True)
+    shuffle_buffer: int = _help("clips held in the shuffle buffer", 256)
+    stride: int = _help("frames between clip starts in an episode (0: chunk_frames)", 0)
+    skeleton_from_ground_truth: bool = _help(
+        "synthetic RT-1: draw the whole arm from the generator's joints, as the env renders it "
+        "(RT-1 records only the gripper pose)",
+        False,
+    )
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,9 @@ parameters (a 5B backbone is never copied into a checkpoint) and frozen parts ar
 step k reproduces the losses and weights of an uninterrupted run (tested on the CPU; on GPUs up to
 the non-determinism of their kernels).
 
-Data on several processes: every process reads the same clip stream and keeps every
-``num_processes``-th batch (so the data order is independent of the launcher); with many GPUs and
-expensive decoding, give the DataLoader workers (``data.num_workers``).
+Data on several processes: each process reads its own share of the episodes
+(``vap_env.train.data``), and the checkpoint keeps every process's position; a resume therefore
+needs the same number of processes (checked).
 """
 
 from __future__ import annotations
@@ -208,20 +208,28 @@ class TrainingModule(nn.Module):
 
 @dataclass
 class TrainState:
-    """Position of the run, checkpointed with the accelerator state."""
+    """Position of the run, checkpointed with the accelerator state.
+
+    ``epoch`` / ``batch_in_epoch`` are this process's data position; every process reads its own
+    share, so the checkpoint keeps all of them (``positions``, gathered before saving: Accelerate
+    writes custom state from the main process only).
+    """
 
     step: int = 0  # optimiser steps done
     epoch: int = 0  # data epoch being read
-    batch_in_epoch: int = 0  # micro-batches of that epoch already consumed (by this process)
+    batch_in_epoch: int = 0  # micro-batches of that epoch already consumed
+    positions: list[list[int]] = field(default_factory=list)  # [epoch, batch] per process
+    rank: int = 0
 
-    def state_dict(self) -> dict[str, int]:
+    def state_dict(self) -> dict[str, Any]:
         """Plain dict for ``accelerator.register_for_checkpointing``."""
-        return dataclasses.asdict(self)
+        return {"step": self.step, "positions": self.positions}
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        """Restore from ``state_dict``."""
-        for k, v in state.items():
-            setattr(self, k, int(v))
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from ``state_dict``; this process takes its own data position."""
+        self.step = int(state["step"])
+        self.positions = [list(map(int, p)) for p in state["positions"]]
+        self.epoch, self.batch_in_epoch = self.positions[self.rank]
 
 
 @dataclass
@@ -354,7 +362,7 @@ class Trainer:
         )
         self.model, self.optimizer, self.lr_schedule = acc.prepare(self.module, optimizer, schedule)
         self.trainable_names = [n for n, p in self.module.named_parameters() if p.requires_grad]
-        self.state = TrainState()
+        self.state = TrainState(rank=acc.process_index)
         acc.register_for_checkpointing(self.state)
         acc.register_save_state_pre_hook(self._save_hook)
         acc.register_load_state_pre_hook(self._load_hook)
@@ -367,6 +375,13 @@ class Trainer:
                 raise FileNotFoundError(
                     f"--resume: no complete checkpoint in {out / 'checkpoints'}; run without "
                     "--resume to start, or point output_dir at the run to continue"
+                )
+            saved_processes = latest.manifest.get("num_processes", 1)
+            if saved_processes != acc.num_processes:
+                raise ValueError(
+                    f"checkpoint {latest.path} was written by {saved_processes} processes, this run "
+                    f"has {acc.num_processes}: an exact resume needs the same number (each process "
+                    "reads its own share of the data); relaunch with the same --num_processes"
                 )
             acc.load_state(str(latest.path))
             self.resumed_from = latest.path
@@ -405,17 +420,21 @@ class Trainer:
     def _default_dataset(self, epoch: int):
         from vap_env.train.data import clip_loader
 
-        return clip_loader(self.cfg, self.wm.config, epoch)
+        acc = self.accelerator
+        return clip_loader(
+            self.cfg,
+            self.wm.config,
+            epoch,
+            rank=acc.process_index,
+            world_size=acc.num_processes,
+        )
 
     def _micro_batches(self) -> Iterator[ClipBatch]:
         """This process's micro-batches from the checkpointed position on, epoch after epoch."""
         acc, state = self.accelerator, self.state
-        n, rank = acc.num_processes, acc.process_index
         while True:
             seen = 0
-            for i, batch in enumerate(self.dataset_factory(state.epoch)):
-                if i % n != rank:
-                    continue
+            for batch in self.dataset_factory(state.epoch):
                 seen += 1
                 if seen <= state.batch_in_epoch:
                     continue  # consumed before the checkpoint this run resumed from
@@ -423,9 +442,10 @@ class Trainer:
                 yield ClipBatch.from_items(batch, acc.device)
             if seen == 0:
                 raise ValueError(
-                    f"the training data yielded no batch for process {rank} of {n} in epoch "
-                    f"{state.epoch}: check data.data_dir / data.split and that the dataset has at "
-                    "least one clip per process"
+                    f"the training data yielded no full batch of {self.cfg.batch_size} clips for "
+                    f"process {acc.process_index} of {acc.num_processes} in epoch {state.epoch}: "
+                    f"check data.data_dir ({self.cfg.data.data_dir!r}) and data.split "
+                    f"({self.cfg.data.split!r}), or lower batch_size"
                 )
             state.epoch += 1
             state.batch_in_epoch = 0
@@ -434,13 +454,19 @@ class Trainer:
 
     def save_checkpoint(self) -> Path:
         """Write the resumable state of the current step (every process must call this)."""
-        acc = self.accelerator
+        acc, state = self.accelerator, self.state
+        mine = torch.tensor([[state.epoch, state.batch_in_epoch]], device=acc.device)
+        state.positions = acc.gather(mine).tolist()
         return self.checkpoints.save(
-            self.state.step,
+            state.step,
             lambda d: acc.save_state(str(d)),
             is_main_process=acc.is_main_process,
             barrier=acc.wait_for_everyone,
-            extra={"name": self.cfg.name, "stage": self.cfg.stage},
+            extra={
+                "name": self.cfg.name,
+                "stage": self.cfg.stage,
+                "num_processes": acc.num_processes,
+            },
         )
 
     def train(self, until: int | None = None) -> TrainResult:
