@@ -138,9 +138,13 @@ def _diffusers_log_level(level: int):
         diffusers_logging.set_verbosity(before)
 
 
-def _seeded(device: torch.device):
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device):
+    """Run a block of random initialisation under ``seed`` without touching the global RNG state."""
     devices = [device.index or 0] if device.type == "cuda" else []
-    return torch.random.fork_rng(devices=devices)
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
 
 
 def build_backbone(cfg: WorldModelConfig, device: torch.device) -> Backbone:
@@ -149,8 +153,7 @@ def build_backbone(cfg: WorldModelConfig, device: torch.device) -> Backbone:
     Built directly on ``device`` (``meta`` gives a weightless model for FLOP counting); the
     tokenizer is byte-level ByT5, which needs no files, so this works fully offline.
     """
-    with _seeded(device), torch.device(device):
-        torch.manual_seed(cfg.seed)
+    with seeded(cfg.seed, device), torch.device(device):
         transformer = CogVideoXTransformer3DModel(**cfg.transformer)
         vae = AutoencoderKLCogVideoX(**cfg.vae)
         text_encoder = T5EncoderModel(T5Config(**cfg.text_encoder))
@@ -192,8 +195,7 @@ def load_backbone(cfg: WorldModelConfig, device: torch.device, dtype: torch.dtyp
             root, subfolder="text_encoder", torch_dtype=dtype
         )
     elif cfg.text_encoder:
-        with _seeded(torch.device("cpu")):
-            torch.manual_seed(cfg.seed)
+        with seeded(cfg.seed, torch.device("cpu")):
             text_encoder = T5EncoderModel(T5Config(**cfg.text_encoder)).to(dtype=dtype)
     else:
         raise FileNotFoundError(

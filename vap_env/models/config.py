@@ -128,7 +128,7 @@ class WorldModelConfig:
     seed: int = field(
         default=0,
         metadata={
-            "help": "seed of the random initialisation of a backbone built from the architecture"
+            "help": "seed of every random initialisation: a backbone built from the architecture, LoRA"
         },
     )
     transformer: dict[str, Any] = field(

@@ -30,6 +30,7 @@ from vap_env.models.backbone import (
     check_geometry,
     fit_positions,
     load_backbone,
+    seeded,
     vae_spatial_factor,
     widen_patch_embed,
 )
@@ -93,9 +94,14 @@ class WorldModel(nn.Module):
             self.transformer, config.control_layers, self.latent_channels
         )
         if config.lora_rank:
-            add_lora(
-                self.transformer, config.lora_rank, config.effective_lora_alpha, config.lora_dropout
-            )
+            # peft draws LoRA's A matrices from the global RNG: seed them like the rest.
+            with seeded(config.seed, self.transformer.proj_out.weight.device):
+                add_lora(
+                    self.transformer,
+                    config.lora_rank,
+                    config.effective_lora_alpha,
+                    config.lora_dropout,
+                )
         ref = self.transformer.proj_out.weight
         self.instructions = InstructionEncoder(
             backbone.text_encoder,
