@@ -35,7 +35,6 @@ TRAINABLE_PARTS: tuple[str, ...] = (
     "patch_embed",
     "transformer",
     "vae",
-    "text_encoder",
 )
 
 # Scheduler names -> diffusers class name (the classes live in sampler.SCHEDULERS).
@@ -182,6 +181,11 @@ class WorldModelConfig:
         if self.lora_rank < 0:
             raise ValueError(f"lora_rank={self.lora_rank} must be >= 0 (0 disables LoRA)")
         for part in self.trainable:
+            if part == "text_encoder":
+                raise ValueError(
+                    "trainable names 'text_encoder', but the text encoder is frozen: instruction "
+                    "embeddings are computed once per instruction and cached; drop it from trainable"
+                )
             if part not in TRAINABLE_PARTS:
                 raise ValueError(
                     f"trainable part {part!r} is not one of {list(TRAINABLE_PARTS)}."

@@ -121,7 +121,6 @@ class WorldModel(nn.Module):
             self.vae.enable_tiling()
         self.set_gradient_checkpointing(config.gradient_checkpointing)
         self.requires_grad_(False)
-        self.instructions.model.requires_grad_(False)
         for p in self.trainable_parameters():
             p.requires_grad_(True)
         self.eval()
@@ -175,7 +174,6 @@ class WorldModel(nn.Module):
             "patch_embed": lambda: list(self.transformer.patch_embed.proj.parameters()),
             "transformer": lambda: list(self.transformer.parameters()),
             "vae": lambda: list(self.vae.parameters()),
-            "text_encoder": lambda: list(self.text_encoder.parameters()),
         }
         return parts[part]()
 

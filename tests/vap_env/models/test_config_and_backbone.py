@@ -32,6 +32,7 @@ def test_presets_load_and_are_consistent():
         ("dtype", "float64", "dtype='float64'"),
         ("trainable", ("controlnet", "lora"), "lora_rank=0"),
         ("trainable", ("contrlnet",), "Did you mean 'controlnet'"),
+        ("trainable", ("text_encoder",), "text encoder is frozen"),
         ("transformer", {}, "is empty"),
     ],
 )
