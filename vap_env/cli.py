@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "skeleton": "vap_env.commands.skeleton",
     "data synth": "vap_env.commands.data_synth",
     "train": "vap_env.commands.train",
+    "train eval": "vap_env.commands.train_eval",
     "demo": "vap_env.commands.demo",
     "bench skeleton": "benchmarks.speed_skeleton",
     "bench world-model": "benchmarks.speed_world_model",

@@ -1,0 +1,247 @@
+"""Acceptance figures of a trained world model on held-out synthetic episodes.
+
+For each episode of a split: start from its first frame and roll the world model out chunk by
+chunk over the episode's own motion, feeding back the last generated frame as the next context;
+compare the T-1 generated frames with the recorded ones. Two ways to drive the rollout:
+
+- ``rollout="skeleton"``: the skeleton video rendered from the episode's logged states (exactly
+  the prompts the model was trained on; ``vap_env.data.render_skeleton``), through
+  ``WorldModel.generate_chunk``;
+- ``rollout="env"``: the product path, ``gym.make`` with ``reset(options={"episode": ep})`` and the
+  episode's actions replayed chunk by chunk (the env's kinematics render the skeleton).
+
+Baselines, always through ``generate_chunk``: ``copy_last`` (every frame is the first frame: a model
+that ignores the action) and ``blank_skeleton`` (the same model with an all-black skeleton prompt:
+how much of the fidelity comes from following the prompt).
+
+Metrics (``benchmarks.metrics``): ST-IoU with a pluggable mask source (default ``sim``: the
+simulator's gripper + manipulated-object masks for the reference, colour-prototype transfer for
+generated frames, see ``benchmarks.masks``), PSNR and SSIM, each as a mean with a bootstrap 95%
+interval over episodes. The mask source is reported with every ST-IoU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+VARIANTS: tuple[str, ...] = ("model", "copy_last", "blank_skeleton")
+ROLLOUTS: tuple[str, ...] = ("skeleton", "env")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What to evaluate and how."""
+
+    weights: str = field(metadata={"help": "world model: weights directory or preset name"})
+    data_dir: str = field(metadata={"help": "synthetic RLDS dataset directory (with ground truth)"})
+    split: str = field(default="test", metadata={"help": "held-out split to evaluate"})
+    max_episodes: int = field(default=0, metadata={"help": "evaluate at most N episodes (0: all)"})
+    num_inference_steps: int | None = field(
+        default=None, metadata={"help": "denoising steps (None: the model config's)"}
+    )
+    seed: int = field(default=0, metadata={"help": "seed of the generation noise"})
+    mask_source: str = field(default="sim", metadata={"help": "ST-IoU mask source"})
+    rollout: str = field(default="skeleton", metadata={"help": "'skeleton' or 'env' (see module)"})
+    env_id: str = field(default="VAP-RT1-v0", metadata={"help": "env id of rollout='env'"})
+    skeleton_from_ground_truth: bool = field(
+        default=True,
+        metadata={"help": "draw the whole arm from the synthetic ground-truth joints (as the env)"},
+    )
+    device: str = field(default="cpu", metadata={"help": "torch device of the model"})
+
+    def __post_init__(self) -> None:
+        if self.rollout not in ROLLOUTS:
+            raise ValueError(f"rollout={self.rollout!r} is not one of {list(ROLLOUTS)}")
+        if self.max_episodes < 0:
+            raise ValueError(f"max_episodes={self.max_episodes} must be >= 0 (0: all)")
+
+
+def _resize(video: np.ndarray, width: int, height: int, interp: int) -> np.ndarray:
+    if video.shape[1:3] == (height, width):
+        return video
+    return np.stack([cv2.resize(f, (width, height), interpolation=interp) for f in video])
+
+
+@torch.no_grad()
+def rollout_skeleton(
+    wm,
+    first: np.ndarray,
+    skeleton: np.ndarray,
+    instruction: str,
+    seed: int,
+    num_inference_steps: int | None = None,
+) -> np.ndarray:
+    """Autoregressive generation over a skeleton video.
+
+    Args:
+        first: (H, W, 3) uint8, the first frame.
+        skeleton: (1 + n*K, H, W, 3) uint8, skeleton of every frame (frame 0 = first frame's state).
+    Returns: (1 + n*K, H, W, 3) uint8: the first frame followed by the generated frames.
+    """
+    k = wm.config.chunk_frames
+    chunks = (len(skeleton) - 1) // k
+    if chunks < 1:
+        raise ValueError(f"{len(skeleton)} skeleton frames are fewer than one chunk (1 + K={k})")
+    gen = torch.Generator().manual_seed(seed)
+    frames = [torch.from_numpy(first)]
+    context = frames[0][None]
+    for c in range(chunks):
+        skel = torch.from_numpy(np.ascontiguousarray(skeleton[c * k : c * k + k + 1]))[None]
+        out = wm.generate_chunk(
+            context, skel, [instruction], generator=[gen], num_inference_steps=num_inference_steps
+        )  # (1, K, H, W, 3)
+        frames.extend(out[0])
+        context = out[:, -1]
+    return torch.stack(frames).numpy()
+
+
+def _rollout_env(env, episode, k: int, seed: int) -> np.ndarray:
+    obs, _ = env.reset(seed=seed, options={"episode": episode})
+    frames = [obs["image"]]
+    chunks = (episode.num_steps - 1) // k
+    for c in range(chunks):
+        _, _, terminated, truncated, info = env.step(episode.actions[c * k : c * k + k])
+        frames.extend(info["frames"])
+        if terminated or truncated:
+            break
+    return np.stack(frames)
+
+
+def evaluate(cfg: EvalConfig) -> dict[str, Any]:
+    """Roll out every episode with the model and the baselines; summarise the metrics.
+
+    Returns: ``{"config", "episodes": [{id, skill, variant: {st_iou, psnr, ssim}}], "summary":
+    {variant: {metric: MetricResult.to_dict()}}, "margins": {...}}``.
+    """
+    from benchmarks.masks import make_mask_source, video_st_iou
+    from benchmarks.metrics import psnr, ssim, summarize
+    from vap_env.data import iter_episodes, render_skeleton
+    from vap_env.models import load_world_model
+
+    wm = load_world_model(cfg.weights, device=cfg.device)
+    h, w, k = wm.config.height, wm.config.width, wm.config.chunk_frames
+    source = make_mask_source(cfg.mask_source)
+    env = None
+    if cfg.rollout == "env":
+        import gymnasium as gym
+
+        import vap_env  # noqa: F401  (registers the env ids)
+
+        env = gym.make(
+            cfg.env_id,
+            weights=cfg.weights,
+            num_inference_steps=cfg.num_inference_steps,
+            device=cfg.device,
+            max_episode_steps=None,
+        )
+    rows = []
+    for n, episode in enumerate(iter_episodes(cfg.data_dir, split=cfg.split)):
+        if cfg.max_episodes and n >= cfg.max_episodes:
+            break
+        gt = episode.ground_truth
+        if gt is None:
+            raise ValueError(
+                f"episode {episode.episode_id} has no ground truth: the acceptance metrics need a "
+                "synthetic dataset (vap-env data synth)"
+            )
+        usable = 1 + (episode.num_steps - 1) // k * k
+        reference = _resize(episode.frames[:usable], w, h, cv2.INTER_AREA)
+        masks = _resize(
+            (gt.gripper_masks | gt.object_masks)[:usable].astype(np.uint8), w, h, cv2.INTER_NEAREST
+        ).astype(bool)
+        skeleton = render_skeleton(episode, w, h, from_ground_truth=cfg.skeleton_from_ground_truth)[
+            :usable
+        ]
+        seed = cfg.seed + n
+        videos = {
+            "model": (
+                rollout_skeleton(
+                    wm, reference[0], skeleton, episode.instruction, seed, cfg.num_inference_steps
+                )
+                if env is None
+                else _rollout_env(env, episode, k, seed)[:usable]
+            ),
+            "copy_last": np.repeat(reference[:1], usable, axis=0),
+            "blank_skeleton": rollout_skeleton(
+                wm,
+                reference[0],
+                np.zeros_like(skeleton),
+                episode.instruction,
+                seed,
+                cfg.num_inference_steps,
+            ),
+        }
+        row: dict[str, Any] = {"episode_id": episode.episode_id, "skill": episode.skill}
+        # frame 0 is given to every variant: score the generated frames only
+        ref, gt_masks = reference[1:], masks[1:]
+        for name, video in videos.items():
+            gen = video[1:]
+            row[name] = {
+                "st_iou": video_st_iou(gen, ref, source, ground_truth=gt_masks).value,
+                "psnr": psnr(gen, ref),
+                "ssim": ssim(gen, ref),
+            }
+        rows.append(row)
+    if env is not None:
+        env.close()
+    if not rows:
+        raise ValueError(f"split {cfg.split!r} of {cfg.data_dir} has no episodes")
+    summary = {
+        v: {
+            m: summarize(
+                [r[v][m] for r in rows],
+                name=m,
+                mask_source=source.name if m == "st_iou" else None,
+            ).to_dict()
+            for m in ("st_iou", "psnr", "ssim")
+        }
+        for v in VARIANTS
+    }
+    model_iou = summary["model"]["st_iou"]["value"]
+    margins = {
+        "st_iou_minus_copy_last": model_iou - summary["copy_last"]["st_iou"]["value"],
+        "st_iou_minus_blank_skeleton": model_iou - summary["blank_skeleton"]["st_iou"]["value"],
+    }
+    return {
+        "config": dataclasses.asdict(cfg),
+        "episodes": rows,
+        "summary": summary,
+        "margins": margins,
+    }
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """A Markdown table of the summary (variant x metric) and the ST-IoU margins."""
+    from benchmarks.metrics import markdown_table
+
+    src = report["config"]["mask_source"]
+    rows = []
+    for variant, metrics in report["summary"].items():
+        cells = [variant]
+        for m in ("st_iou", "psnr", "ssim"):
+            r = metrics[m]
+            ci = r["ci"]
+            value = "nan" if r["value"] is None else f"{r['value']:.3f}"
+            cells.append(value + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""))
+        cells.append(metrics["st_iou"]["n"])
+        rows.append(cells)
+    table = markdown_table(["variant", f"ST-IoU ({src})", "PSNR (dB)", "SSIM", "n"], rows)
+    m = report["margins"]
+    return (
+        table
+        + f"\n\nST-IoU - copy_last = {m['st_iou_minus_copy_last']:+.3f} (target >= +0.15); "
+        + f"ST-IoU - blank_skeleton = {m['st_iou_minus_blank_skeleton']:+.3f} (target >= +0.10)"
+    )
+
+
+def write_report(report: dict[str, Any], path: str | Path) -> None:
+    """JSON of ``evaluate``'s result."""
+    Path(path).write_text(json.dumps(report, indent=1) + "\n")
