@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -233,7 +234,8 @@ class RLDSDataset:
                         yield RawRecord(split, index + read, str(path), read, bytes(data))
                     read += 1
             except tf.errors.DataLossError as err:
-                msg = str(err).split("\n")[0]
+                found = re.search(r"(corrupted|truncated) record at \d+", str(err))
+                msg = found.group(0) if found else str(err).split("\n")[0]
                 for r in range(read, max(expected, read + 1)):
                     self._problem(
                         path, r, "<record>", f"unreadable ({msg}); the rest of the shard is lost"

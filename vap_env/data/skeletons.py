@@ -52,13 +52,17 @@ def render_skeleton(
     height: int | None = None,
     *,
     from_ground_truth: bool = False,
+    gripper_only: bool = False,
 ) -> np.ndarray:
     """The skeleton video of ``episode`` seen by its camera. -> (T, H, W, 3) uint8 (black background).
 
     ``width`` x ``height`` defaults to the frame size; the camera is resized proportionally.
+    ``gripper_only`` drops the arm keypoints (RT-1 style prompt) even when joints are known.
     """
     w = episode.width if width is None else int(width)
     h = episode.height if height is None else int(height)
     camera = episode.camera.resized(w, h)
     points = episode_keypoints(episode, from_ground_truth)
+    if gripper_only:
+        points = np.where(robot_model(episode.robot).gripper_mask[None, :, None], points, np.nan)
     return _renderer(episode.robot, w, h).render(points, camera)

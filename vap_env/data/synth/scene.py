@@ -40,6 +40,7 @@ DRAWER_NAMES = ("top", "middle", "bottom")
 # Object sizes: a soda can (RT-1's most common object) and a 5 cm block.
 CAN_RADIUS, CAN_HEIGHT = 0.033, 0.122
 BLOCK_HALF = 0.025
+MAX_OBJECTS = 4  # per kind (cans, blocks) in one scene
 
 
 @dataclass(frozen=True)
@@ -256,7 +257,7 @@ def sample_scene(
     width: int,
     height: int,
     *,
-    num_objects: tuple[int, int] = (2, 4),
+    num_objects: tuple[int, int] = (2, MAX_OBJECTS),
     jitter_camera: bool = True,
 ) -> SceneSpec:
     """Draw a random scene for ``robot`` (a ``kinematics`` RobotModel) rendered at ``width`` x ``height``."""
@@ -431,6 +432,17 @@ class Scene:
                     2.0,
                 )
         self._cabinet = self._make_cabinet()
+        # A fixed pool of object bodies, moved and recoloured by ``reset``: re-creating bodies would
+        # change their ids and so TinyRenderer's draw order, and with it a few pixels of the image.
+        self._pool = {
+            "can": [
+                self._body(pb.GEOM_CYLINDER, radius=CAN_RADIUS, length=CAN_HEIGHT)
+                for _ in range(MAX_OBJECTS)
+            ],
+            "block": [
+                self._body(pb.GEOM_BOX, halfExtents=(BLOCK_HALF,) * 3) for _ in range(MAX_OBJECTS)
+            ],
+        }
         self._objects: dict[str, int] = {}
         self.spec: SceneSpec | None = None
 
@@ -441,6 +453,12 @@ class Scene:
             if j == ancestor:
                 return True
         return False
+
+    def _body(self, shape: int, **kwargs: Any) -> int:
+        vis = pb.createVisualShape(shape, physicsClientId=self.client, **kwargs)
+        return pb.createMultiBody(
+            0, -1, vis, basePosition=(0.0, 0.0, -50.0), physicsClientId=self.client
+        )
 
     def _box(self, half: tuple[float, float, float], pos: tuple[float, float, float]) -> int:
         vis = pb.createVisualShape(pb.GEOM_BOX, halfExtents=half, physicsClientId=self.client)
@@ -546,8 +564,11 @@ class Scene:
                 f"scene spec is for robot {spec.robot!r}, this scene holds {self.robot.name!r}"
             )
         c = self.client
-        for body in self._objects.values():
-            pb.removeBody(body, physicsClientId=c)
+        for bodies in self._pool.values():  # park every pooled object out of sight
+            for body in bodies:
+                pb.resetBasePositionAndOrientation(
+                    body, (0.0, 0.0, -50.0), (0, 0, 0, 1), physicsClientId=c
+                )
         self._objects = {}
         colours = [(self._table, spec.table_rgb)]
         colours += [(b, spec.floor_rgb) for b in self._floor] + [
@@ -566,30 +587,20 @@ class Scene:
         for i, opening in enumerate(cab.openings):
             pb.changeVisualShape(self._cabinet, i, rgbaColor=(*cab.rgb, 1.0), physicsClientId=c)
             self.set_drawer(i, opening)
+        used = {"can": 0, "block": 0}
         for obj in spec.objects:
-            if obj.kind == "can":
-                vis = pb.createVisualShape(
-                    pb.GEOM_CYLINDER,
-                    radius=CAN_RADIUS,
-                    length=CAN_HEIGHT,
-                    rgbaColor=(*obj.rgb, 1.0),
-                    physicsClientId=c,
+            pool = self._pool[obj.kind]
+            if used[obj.kind] == len(pool):
+                raise ValueError(
+                    f"scene spec has more than {len(pool)} {obj.kind}s; the scene holds {len(pool)}"
                 )
-            else:
-                vis = pb.createVisualShape(
-                    pb.GEOM_BOX,
-                    halfExtents=(BLOCK_HALF,) * 3,
-                    rgbaColor=(*obj.rgb, 1.0),
-                    physicsClientId=c,
-                )
-            self._objects[obj.name] = pb.createMultiBody(
-                0,
-                -1,
-                vis,
-                basePosition=obj.position,
-                baseOrientation=_yaw_quat(obj.yaw),
-                physicsClientId=c,
+            body = pool[used[obj.kind]]
+            used[obj.kind] += 1
+            pb.changeVisualShape(body, -1, rgbaColor=(*obj.rgb, 1.0), physicsClientId=c)
+            pb.resetBasePositionAndOrientation(
+                body, obj.position, _yaw_quat(obj.yaw), physicsClientId=c
             )
+            self._objects[obj.name] = body
         self.spec = spec
         self.set_robot(np.asarray(spec.start_q or self.robot.home_q), 0.0)
 

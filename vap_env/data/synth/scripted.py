@@ -148,7 +148,12 @@ def setup_task(
         order = rng.permutation(len(objects))
         task["target"] = objects[order[0]]
         if skill == "move_near":
-            task["reference"] = objects[order[1]]
+            # The farthest other object: "near" should be a change, not the starting layout.
+            here = np.array(spec.object(task["target"]).position[:2])
+            task["reference"] = max(
+                (o for o in objects if o != task["target"]),
+                key=lambda o: float(np.linalg.norm(np.array(spec.object(o).position[:2]) - here)),
+            )
     if skill in ("open_drawer", "close_drawer", "place_into_drawer"):
         choices = scene.layout.place_drawers if skill == "place_into_drawer" else (0, 1, 2)
         drawer = int(choices[int(rng.integers(0, len(choices)))])

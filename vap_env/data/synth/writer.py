@@ -66,7 +66,8 @@ SPLITS = ("train", "val", "test")
 
 @dataclass(frozen=True)
 class SynthConfig:
-    """What to generate; the same config always produces byte-identical records."""
+    """What to generate; the same config always produces the same episodes (trajectories, masks,
+    outcomes; images up to rare one-level differences of pybullet's TinyRenderer)."""
 
     schema: str = field(default="rt1", metadata={"help": "dataset schema: rt1 or droid"})
     episodes: int = field(default=10, metadata={"help": "number of episodes over all splits"})
