@@ -7,7 +7,7 @@ from types import ModuleType
 
 # module -> (pip extra, what needs it)
 _EXTRAS = {
-    "tensorflow": ("data", "writing TFDS/RLDS tfrecord shards (the synthetic dataset generator)"),
+    "tensorflow": ("data", "reading and writing TFDS/RLDS tfrecord shards (vap_env.data)"),
     "sam2": ("sam2", "the SAM2 mask source and the SAM2 teacher of the structure loss"),
 }
 
