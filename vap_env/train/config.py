@@ -114,6 +114,11 @@ class TrainConfig:
     max_steps: int = _help("optimiser steps of the run", 1000)
     mixed_precision: str = _help(f"one of {list(MIXED_PRECISION)} (bf16 on GPUs)", "no")
     gradient_checkpointing: bool = _help("recompute transformer activations in backward", False)
+    cache_latents: bool = _help(
+        "diffusion stage: keep each clip's VAE latents in memory after its first encoding (the VAE "
+        "is frozen; ~5x faster steps for tiny on a CPU; memory grows with the number of clips)",
+        False,
+    )
     seed: int = _help("seed of data order, noise, timesteps and CFG dropout", 0)
     checkpoint_every: int = _help(
         "save a resumable checkpoint every N steps (0: only at the end)", 500
@@ -151,6 +156,8 @@ class TrainConfig:
                 f"checkpoint_every={self.checkpoint_every} must be >= 0, log_every="
                 f"{self.log_every} and scale_batches={self.scale_batches} >= 1"
             )
+        if self.stage == "vae" and self.cache_latents:
+            raise ValueError("cache_latents: the vae stage trains the VAE, its latents change")
         if self.stage == "vae" and self.lgf.weight > 0:
             raise ValueError(
                 "lgf.weight > 0 in the vae stage: the LGF loss trains the transformer, "

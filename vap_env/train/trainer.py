@@ -95,12 +95,14 @@ class ClipBatch:
         frames: (B, K, 3, H, W) the K frames that follow it.
         skeleton: (B, K+1, 3, H, W) skeleton video; frame 0 is the context frame's state.
         instructions: B strings.
+        keys: (episode_id, start) of each clip when the data names them (latent cache keys).
     """
 
     context: torch.Tensor
     frames: torch.Tensor
     skeleton: torch.Tensor
     instructions: list[str]
+    keys: list[tuple[str, int]] | None = None
 
     @property
     def video(self) -> torch.Tensor:
@@ -118,11 +120,16 @@ class ClipBatch:
         for key in ("context", "frames", "skeleton", "instruction"):
             if key not in batch:
                 raise KeyError(f"training batch has no {key!r} (keys: {sorted(batch)})")
+        keys = None
+        if "episode_id" in batch and "start" in batch:
+            starts = [int(s) for s in batch["start"]]
+            keys = list(zip(batch["episode_id"], starts, strict=True))
         return cls(
             unit(batch["context"]),
             unit(batch["frames"]),
             unit(batch["skeleton"]),
             list(batch["instruction"]),
+            keys,
         )
 
 
@@ -148,6 +155,8 @@ class TrainingModule(nn.Module):
         self.cfg = cfg
         self.lgf = lgf
         self._captured: torch.Tensor | None = None
+        # (episode_id, start) -> (clip latents, skeleton latents, context latent), on the CPU
+        self._cache: dict[tuple[str, int], tuple[torch.Tensor, ...]] = {}
         if lgf is not None:
             blocks = wm.transformer.transformer_blocks
             layer = cfg.lgf.layer
@@ -171,14 +180,48 @@ class TrainingModule(nn.Module):
             return vae_loss(self.wm.vae, batch.video, self.cfg.vae, generator, region)
         return self._diffusion(batch, generator)
 
+    @torch.no_grad()
+    def _encode(self, batch: ClipBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Clip, skeleton and I2V image latents, each (B, F', C, h, w), VAE frozen."""
+        wm = self.wm
+        if not self.cfg.cache_latents:
+            latents = wm.encode_video(batch.video)
+            image = torch.zeros_like(latents)
+            image[:, :1] = wm.encode_video(batch.context[:, None])
+            return latents, wm.encode_video(batch.skeleton), image
+        if batch.keys is None:
+            raise ValueError(
+                "cache_latents needs clips that carry 'episode_id' and 'start' (ClipDataset "
+                "items do); this data has neither: set cache_latents: false"
+            )
+        video = batch.video
+        parts = []
+        for i, key in enumerate(batch.keys):
+            if key not in self._cache:
+                # One clip at a time: the cached value must not depend on which batch (or which
+                # run, after a resume) first met the clip.
+                one = slice(i, i + 1)
+                self._cache[key] = tuple(
+                    t.cpu()
+                    for t in (
+                        wm.encode_video(video[one])[0],
+                        wm.encode_video(batch.skeleton[one])[0],
+                        wm.encode_video(batch.context[one, None])[0, 0],
+                    )
+                )
+            parts.append(self._cache[key])
+        device = batch.context.device
+        latents = torch.stack([p[0] for p in parts]).to(device)
+        control = torch.stack([p[1] for p in parts]).to(device)
+        image = torch.zeros_like(latents)
+        image[:, 0] = torch.stack([p[2] for p in parts]).to(device)
+        return latents, control, image
+
     def _diffusion(self, batch: ClipBatch, generator: torch.Generator) -> dict[str, torch.Tensor]:
         wm, dcfg = self.wm, self.cfg.diffusion
         video = batch.video
+        latents, control, image = self._encode(batch)
         with torch.no_grad():
-            latents = wm.encode_video(video)
-            control = wm.encode_video(batch.skeleton)
-            image = torch.zeros_like(latents)
-            image[:, :1] = wm.encode_video(batch.context[:, None])
             texts = drop_instructions(batch.instructions, dcfg.cfg_dropout, generator)
             text = wm.encode_text(texts)
             mask = skeleton_mask(batch.skeleton, dcfg.mask_threshold, dcfg.mask_dilation)

@@ -80,18 +80,34 @@ def real_small_model_dir(tmp_path_factory) -> Path:
 def _synthetic_clips(
     batches_per_epoch: int = 3, batch_size: int = 2, size: int = MICRO_SIZE, k: int = 8
 ) -> Callable[[int], Iterator[dict]]:
-    """A dataset factory (epoch -> collated batches) of seeded random clips with a bright skeleton."""
+    """A dataset factory (epoch -> collated batches): fixed seeded random clips, reshuffled per epoch.
+
+    Like ``ClipDataset`` items they carry ``episode_id`` and ``start``, and a bright skeleton square.
+    """
+    n = batches_per_epoch * batch_size
+
+    def clip(i: int) -> dict:
+        g = torch.Generator().manual_seed(1000 + i)
+        skeleton = torch.zeros(k + 1, 3, size, size, dtype=torch.uint8)
+        skeleton[..., size // 4 : size // 2, size // 4 + i % 3 : size // 2 + i % 3] = 200
+        return {
+            "context": torch.randint(0, 256, (3, size, size), generator=g).byte(),
+            "frames": torch.randint(0, 256, (k, 3, size, size), generator=g).byte(),
+            "skeleton": skeleton,
+            "instruction": ["pick can", "open drawer", "close drawer"][i % 3],
+            "episode_id": f"train_{i:06d}",
+            "start": i % 2,
+        }
 
     def factory(epoch: int) -> Iterator[dict]:
-        g = torch.Generator().manual_seed(1000 + epoch)
-        for i in range(batches_per_epoch):
-            skeleton = torch.zeros(batch_size, k + 1, 3, size, size, dtype=torch.uint8)
-            skeleton[..., size // 4 : size // 2, size // 4 : size // 2] = 200
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(epoch)).tolist()
+        for b in range(batches_per_epoch):
+            items = [clip(i) for i in order[b * batch_size : (b + 1) * batch_size]]
             yield {
-                "context": torch.randint(0, 256, (batch_size, 3, size, size), generator=g).byte(),
-                "frames": torch.randint(0, 256, (batch_size, k, 3, size, size), generator=g).byte(),
-                "skeleton": skeleton,
-                "instruction": [f"pick can {epoch} {i}", "open drawer"][:batch_size],
+                key: torch.stack([it[key] for it in items])
+                if isinstance(items[0][key], torch.Tensor)
+                else [it[key] for it in items]
+                for key in items[0]
             }
 
     return factory

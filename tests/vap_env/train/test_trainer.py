@@ -10,7 +10,7 @@ import torch
 from vap_env.models import load_world_model
 from vap_env.train.config import TrainConfig
 from vap_env.train.lgf import LGFConfig
-from vap_env.train.trainer import TRAINABLE_FILE, Trainer
+from vap_env.train.trainer import TRAINABLE_FILE, ClipBatch, Trainer, TrainingModule
 
 
 def _cfg(model_dir, out, **changes) -> TrainConfig:
@@ -39,6 +39,7 @@ def test_resumed_run_equals_straight_run(micro_model_dir, tmp_path, synthetic_cl
     changes = {
         "optim": dataclasses.replace(TrainConfig().optim, lr_schedule="cosine", warmup_steps=1),
         "lgf": LGFConfig(weight=0.5, window=3, projector_hidden=16, random_dim=8),
+        "cache_latents": True,
     }
     data = synthetic_clips(batch_size=1)
     straight = Trainer(_cfg(micro_model_dir, tmp_path / "a", **changes), dataset_factory=data)
@@ -156,3 +157,20 @@ def test_bad_training_configs(micro_model_dir, real_small_model_dir, tmp_path, s
             _cfg(micro_model_dir, tmp_path, lgf=LGFConfig(weight=1.0, layer=5)),
             dataset_factory=synthetic_clips(),
         )
+
+
+def test_latent_cache_matches_direct_encoding(micro_model_dir, synthetic_clips):
+    wm = load_world_model(str(micro_model_dir))
+    batch = ClipBatch.from_items(next(synthetic_clips()(0)), torch.device("cpu"))
+    assert batch.keys == [("train_000002", 0), ("train_000005", 1)]
+    direct = TrainingModule(wm, TrainConfig(cache_latents=False))._encode(batch)
+    module = TrainingModule(wm, TrainConfig(cache_latents=True))
+    cached = module._encode(batch)
+    assert len(module._cache) == 2
+    for a, b in zip(direct, cached, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    again = module._encode(batch)  # served from the cache
+    assert all(torch.equal(a, b) for a, b in zip(cached, again, strict=True))
+    batch.keys = None
+    with pytest.raises(ValueError, match="episode_id"):
+        module._encode(batch)
