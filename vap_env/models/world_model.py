@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 from diffusers.models.embeddings import get_3d_rotary_pos_embed
 from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_resize_crop_region_for_grid
 from torch import nn
@@ -51,6 +52,19 @@ def _as_uint8_tensor(x: np.ndarray | torch.Tensor, name: str) -> torch.Tensor:
             f"{name} has dtype {x.dtype}; frames are uint8 RGB in 0..255 (convert float images with "
             "(x * 255).round().astype(np.uint8))"
         )
+    return x
+
+
+def _pad_cpu_batch(x: torch.Tensor) -> torch.Tensor:
+    """A batch of one on the CPU gets a second copy; callers keep only the first item.
+
+    PyTorch sends a float32 3D convolution of batch 1 with few channels to its im2col fallback
+    (``slow_conv3d``; see the ``use_mkldnn`` heuristic of ``ConvParams``), which measured ~10x slower
+    per item than the oneDNN kernel a batch of two gets. The VAE's convolutions are most of a tiny
+    chunk's cost, so computing a copy is still several times faster.
+    """
+    if x.device.type == "cpu" and x.shape[0] == 1 and x.dtype == torch.float32:
+        return torch.cat([x, x])
     return x
 
 
@@ -214,7 +228,9 @@ class WorldModel(nn.Module):
                 f"{frames.shape[1]} frames: the CogVideoX VAE encodes 4k+1 frames (1, 5, 9, ...)"
             )
         x = frames.to(device=self.vae.device, dtype=self.vae.dtype).permute(0, 2, 1, 3, 4)
-        posterior = self.vae.encode(x).latent_dist
+        batch = x.shape[0]
+        params = self.vae.encode(_pad_cpu_batch(x)).latent_dist.parameters[:batch]
+        posterior = DiagonalGaussianDistribution(params)
         z = posterior.sample(generator) if sample else posterior.mode()
         return (z * self.vae.config.scaling_factor).permute(0, 2, 1, 3, 4).to(self.dtype)
 
@@ -224,7 +240,8 @@ class WorldModel(nn.Module):
     ) -> torch.Tensor:  # -> (B, 4(F'-1)+1, 3, H, W) in [-1, 1]
         """Frames of scaled latents (inverse of ``encode_video``)."""
         z = latents.to(self.vae.dtype).permute(0, 2, 1, 3, 4) / self.vae.config.scaling_factor
-        return self.vae.decode(z).sample.permute(0, 2, 1, 3, 4)
+        frames = self.vae.decode(_pad_cpu_batch(z)).sample[: z.shape[0]]
+        return frames.permute(0, 2, 1, 3, 4)
 
     def rotary_embeddings(
         self, frames: int, height: int, width: int

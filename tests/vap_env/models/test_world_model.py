@@ -174,6 +174,11 @@ def test_encode_decode_shapes(tiny):
     assert tiny.decode_latents(latents).shape == (2, 9, 3, 64, 80)
     with pytest.raises(ValueError, match="4k\\+1"):
         tiny.encode_video(frames[:, :8])
+    # A batch of one takes the same oneDNN kernels as a larger batch (see _pad_cpu_batch).
+    torch.testing.assert_close(tiny.encode_video(frames[:1]), latents[:1], rtol=0, atol=1e-5)
+    sampled = tiny.encode_video(frames[:1], sample=True, generator=torch.Generator().manual_seed(0))
+    again = tiny.encode_video(frames[:1], sample=True, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(sampled, again) and not torch.equal(sampled, latents[:1])
 
 
 def test_bad_chunk_inputs_raise_clear_errors(tiny, chunk_inputs):
