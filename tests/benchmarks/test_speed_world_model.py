@@ -33,7 +33,8 @@ def test_tiny_benchmark_writes_json(tmp_path, capsys):
         assert row["frames_per_second"] == pytest.approx(
             row["batch_size"] * 8 / row["seconds_per_chunk"]
         )
-    assert report["rollout"]["chunks"] == 2 and len(report["rollout"]["seconds"]) == 2
+    assert report["rollout"]["chunks"] == 2 and len(report["rollout"]["cpu_seconds"]) == 2
+    assert report["rollout"]["ratio_last_to_first"] > 0
     assert report["num_inference_steps"] == 1
     assert "s/chunk" in capsys.readouterr().out
 
