@@ -24,7 +24,6 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from diffusers import AutoencoderKLCogVideoX, CogVideoXTransformer3DModel
@@ -332,15 +331,3 @@ def fit_positions(
             latent_width,
             frames,
         )
-
-
-def architecture_summary(backbone: Backbone) -> dict[str, Any]:
-    """Parameter counts per part (for reports and the benchmark)."""
-    return {
-        name: sum(p.numel() for p in module.parameters())
-        for name, module in (
-            ("transformer", backbone.transformer),
-            ("vae", backbone.vae),
-            ("text_encoder", backbone.text_encoder),
-        )
-    }

@@ -55,14 +55,6 @@ class InstructionEncoder:
         """Forget cached embeddings (after the encoder's weights change)."""
         self._cache.clear()
 
-    def to(self, device: torch.device, dtype: torch.dtype | None = None) -> InstructionEncoder:
-        """Move the embeddings' target (and the encoder, unless offloaded); clears the cache."""
-        self.device = torch.device(device)
-        self.dtype = dtype or self.dtype
-        self.model.to(torch.device("cpu") if self.offload else self.device)
-        self.clear_cache()
-        return self
-
     @torch.no_grad()
     def _encode(self, texts: list[str]) -> torch.Tensor:  # -> (B, L, D)
         ids = self.tokenizer(
