@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import gymnasium
 
-# env id -> keyword arguments of VAPEnv / VAPVectorEnv (the env preset in configs/env/)
-ENV_IDS: dict[str, dict[str, str]] = {
-    "VAP-RT1-v0": {"preset": "rt1"},
-    "VAP-DROID-v0": {"preset": "droid"},
+# env id -> (keyword arguments of VAPEnv / VAPVectorEnv (the env preset in configs/env/),
+#            max_episode_steps: gym.make wraps it in TimeLimit, make_vec passes it to VAPVectorEnv)
+ENV_IDS: dict[str, tuple[dict[str, str], int]] = {
+    "VAP-RT1-v0": ({"preset": "rt1"}, 10),  # 10 chunks of 8 frames at 3 Hz: 27 s
+    "VAP-DROID-v0": ({"preset": "droid"}, 20),  # 20 chunks of 8 frames at 15 Hz: 11 s
 }
 
 
 def register_envs() -> None:
     """Register every id in ``ENV_IDS`` (idempotent)."""
-    for env_id, kwargs in ENV_IDS.items():
+    for env_id, (kwargs, max_episode_steps) in ENV_IDS.items():
         if env_id in gymnasium.registry:
             continue
         gymnasium.register(
@@ -25,4 +26,5 @@ def register_envs() -> None:
             entry_point="vap_env.env:VAPEnv",
             vector_entry_point="vap_env.vector_env:VAPVectorEnv",
             kwargs=dict(kwargs),
+            max_episode_steps=max_episode_steps,
         )

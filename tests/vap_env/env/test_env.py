@@ -1,0 +1,337 @@
+"""VAPEnv: the Gymnasium contract, seeding, spaces, bad input, reset options, tasks, PPO."""
+
+from __future__ import annotations
+
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.error import ResetNeeded
+from gymnasium.utils.env_checker import check_env, data_equivalence
+
+from kinematics import load_robot
+from vap_env.env import EnvConfig, VAPEnv
+from vap_env.tasks import ReachTask, Task
+
+
+def _without_timings(info: dict) -> dict:
+    return {k: v for k, v in info.items() if k != "timings"}
+
+
+def _rollout(env: gym.Env, seed: int, actions: list[np.ndarray]) -> list:
+    obs, info = env.reset(seed=seed)
+    out = [(obs, info)]
+    for action in actions:
+        obs, reward, terminated, truncated, info = env.step(action)
+        out.append((obs, reward, terminated, truncated, _without_timings(info)))
+    return out
+
+
+def test_gymnasium_check_env(make_env):
+    # check_env compares the infos of two seeded steps exactly; wall-clock timings never repeat.
+    env = make_env(info_timings=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_env(env.unwrapped)
+    messages = [str(w.message) for w in caught]
+    # The only warning allowed: RT-1's action bounds are its own, not the normalised [-1, 1].
+    assert all("normalized" in m or "symmetric" in m for m in messages), messages
+
+
+def test_stable_baselines3_check_env(make_env):
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    for env_id in ("VAP-RT1-v0", "VAP-DROID-v0"):
+        sb3_check_env(make_env(env_id, info_timings=False).unwrapped, warn=True)
+
+
+def test_same_seed_same_rollout_different_seed_differs(make_env, small_actions):
+    env = make_env()
+    rng = np.random.default_rng(0)
+    actions = [small_actions(env.action_space, rng) for _ in range(2)]
+    first = _rollout(env, 3, actions)
+    again = _rollout(env, 3, actions)
+    other_instance = _rollout(make_env(), 3, actions)
+    assert data_equivalence(first, again, exact=True)
+    assert data_equivalence(first, other_instance, exact=True)
+    different = _rollout(env, 4, actions)
+    assert not np.array_equal(first[0][0]["image"], different[0][0]["image"])  # another scene
+    assert not np.array_equal(first[-1][0]["image"], different[-1][0]["image"])
+
+
+def test_spaces_observation_layout_and_step_info(rt1_env, small_actions):
+    env = rt1_env
+    assert env.action_space.shape == (8, 7) and env.action_space.dtype == np.float32
+    spaces = env.observation_space.spaces
+    assert spaces["image"].shape == (64, 80, 3) and spaces["image"].dtype == np.uint8
+    assert spaces["skeleton"].shape == (64, 80, 3)
+    assert spaces["proprio"].shape == (7 + 8,) and spaces["proprio"].dtype == np.float32
+    assert env.metadata["render_fps"] == 3.0
+
+    obs, info = env.reset(seed=1)
+    assert isinstance(info["instruction"], str) and info["instruction"]
+    assert obs in env.observation_space
+    robot = load_robot("google_robot")
+    try:
+        q = obs["proprio"][:7].astype(np.float64)
+        np.testing.assert_allclose(obs["proprio"][7:14], robot.ee_pose(q), atol=1e-5)
+    finally:
+        robot.close()
+    assert obs["skeleton"].max() > 0, "the start skeleton should show the robot"
+
+    action = small_actions(env.action_space, np.random.default_rng(0))
+    obs, reward, terminated, truncated, info = env.step(action)
+    assert (reward, terminated, truncated) == (0.0, False, False)
+    assert info["frames"].shape == (8, 64, 80, 3) and info["frames"].dtype == np.uint8
+    assert info["skeleton_frames"].shape == (8, 64, 80, 3)
+    assert info["proprio"].shape == (8, 15) and info["proprio"].dtype == np.float32
+    assert set(info["timings"]) == {"kinematics", "world_model", "total"}
+    assert info["ik_pos_err_m"] < 1e-3
+    np.testing.assert_array_equal(obs["image"], info["frames"][-1])
+    np.testing.assert_array_equal(obs["skeleton"], info["skeleton_frames"][-1])
+    np.testing.assert_array_equal(obs["proprio"], info["proprio"][-1])
+    np.testing.assert_array_equal(env.render(), obs["image"])
+
+
+def test_render_side_by_side_and_droid_preset(make_env):
+    env = make_env("VAP-DROID-v0", render_mode="rgb_array", render_skeleton=True)
+    obs, _ = env.reset(seed=0)
+    assert env.metadata["render_fps"] == 15.0
+    assert env.action_space.shape == (8, 8)  # joint_pos: 7 joints + gripper
+    frame = env.render()
+    assert frame.shape == (64, 160, 3)
+    np.testing.assert_array_equal(frame[:, 80:], obs["skeleton"])
+    hold = np.tile(np.append(obs["proprio"][:7], obs["proprio"][-1]), (8, 1))
+    obs2, *_ = env.step(hold)
+    np.testing.assert_allclose(obs2["proprio"], obs["proprio"], atol=1e-6)
+
+
+def test_every_action_mode_steps(make_env):
+    for mode in ("joint_pos", "joint_delta", "ee_delta", "ee_pos"):
+        env = make_env(action_mode=mode)
+        obs, _ = env.reset(seed=0)
+        # The zero-motion action of each mode: hold joints / TCP pose, zero deltas.
+        p = obs["proprio"].astype(np.float64)
+        if mode == "joint_pos":
+            row = np.append(p[:7], p[-1])
+        elif mode == "ee_pos":
+            from kinematics.transforms import quat_to_matrix
+            from vap_env.actions import matrix_to_rotvec
+
+            row = np.concatenate([p[7:10], matrix_to_rotvec(quat_to_matrix(p[10:14])), p[-1:]])
+        else:
+            row = np.zeros(env.action_space.shape[1])
+        obs2, *_ = env.step(np.tile(row, (8, 1)).astype(np.float32))
+        np.testing.assert_allclose(obs2["proprio"][7:10], p[7:10], atol=1e-3, err_msg=mode)
+
+
+def test_step_before_reset_is_gymnasium_error(make_env):
+    with pytest.raises(ResetNeeded):
+        make_env().step(np.zeros((8, 7), np.float32))
+    env = VAPEnv(preset="rt1", num_inference_steps=1)  # no OrderEnforcing wrapper: the env itself
+    try:
+        with pytest.raises(ResetNeeded, match=r"before calling env.reset"):
+            env.step(np.zeros((8, 7), np.float32))
+    finally:
+        env.close()
+
+
+def test_truncation_and_step_after_end(make_env):
+    zeros = np.zeros((8, 7), np.float32)
+    # Registered ids: Gymnasium's TimeLimit with the id's episode length (RT-1: 10 chunks).
+    assert make_env().spec.max_episode_steps == 10
+    limited = make_env(max_episode_steps=1)
+    limited.reset(seed=0)
+    assert limited.step(zeros)[3] is True
+    # Built directly, the env truncates by itself and refuses to step past the end.
+    env = VAPEnv(preset="rt1", max_episode_steps=2, num_inference_steps=1)
+    try:
+        env.reset(seed=0)
+        assert env.step(zeros)[3] is False
+        assert env.step(zeros)[3] is True
+        with pytest.raises(ResetNeeded, match=r"ended"):
+            env.step(zeros)
+        env.reset()
+        assert env.step(zeros)[3] is False
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize(
+    ("action", "match"),
+    [
+        (np.zeros((8, 8), np.float32), r"shape \(8, 7\).*got \(8, 8\)"),
+        (np.zeros((7,), np.float32), r"shape \(8, 7\).*got \(7,\)"),
+        (np.full((8, 7), np.nan, np.float32), "NaN/inf"),
+        (np.full((8, 7), -np.inf, np.float32), "NaN/inf"),
+        (np.full((8, 7), 1.5, np.float32), "outside the action space.*clip_actions=True"),
+    ],
+)
+def test_bad_actions_raise(rt1_env, action, match):
+    rt1_env.reset(seed=0)
+    with pytest.raises(ValueError, match=match):
+        rt1_env.step(action)
+
+
+def test_clip_actions(make_env):
+    clipped_env = make_env(clip_actions=True, action_mode="joint_delta")
+    plain_env = make_env(action_mode="joint_delta")
+    big = np.full((8, 8), 3.0, np.float32)
+    clipped_env.reset(seed=0)
+    plain_env.reset(seed=0)
+    obs_a, *_ = clipped_env.step(big)
+    obs_b, *_ = plain_env.step(
+        np.clip(big, plain_env.action_space.low, plain_env.action_space.high)
+    )
+    assert data_equivalence(obs_a, obs_b, exact=True)
+
+
+@pytest.fixture(scope="module")
+def start_state():
+    robot = load_robot("google_robot")
+    q = robot.home_q.copy()
+    state = {"q": q, "tcp": robot.ee_pose(q)}
+    robot.close()
+    return state
+
+
+def test_reset_from_explicit_state(rt1_env, start_state):
+    image = np.random.default_rng(0).integers(0, 256, (256, 320, 3), dtype=np.uint8)
+    options = {
+        "image": image,
+        "instruction": "pick coke can",
+        "joints": start_state["q"],
+        "gripper": 0.25,
+    }
+    obs, info = rt1_env.reset(seed=0, options=options)
+    assert info["instruction"] == "pick coke can"
+    np.testing.assert_allclose(obs["proprio"][:7], start_state["q"], atol=1e-6)
+    assert obs["proprio"][-1] == pytest.approx(0.25)
+    assert obs["image"].shape == (64, 80, 3)
+    # The image was resized, not cropped: its mean brightness survives.
+    assert abs(float(obs["image"].mean()) - float(image.mean())) < 2.0
+
+    by_pose = {**options, "tcp_pose": start_state["tcp"]}
+    del by_pose["joints"]
+    obs, _ = rt1_env.reset(options=by_pose)
+    np.testing.assert_allclose(obs["proprio"][7:10], start_state["tcp"][:3], atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"imag": 0}, "unknown reset option.*Did you mean 'image'"),
+        ({"instruction": None}, "missing \\['instruction'\\]"),
+        ({"tcp_pose": np.array([0.5, 0, 1, 0, 0, 0, 1.0])}, "both 'joints' and 'tcp_pose'"),
+        ({"joints": np.zeros(6)}, r"shape \(7,\)"),
+        ({"joints": np.full(7, 10.0)}, "outside its limits"),
+        ({"image": np.zeros((64, 80, 3), np.float32)}, "uint8"),
+        ({"image": np.zeros((64, 80), np.uint8)}, "uint8 array \\(H, W, 3\\)"),
+        ({"gripper": 1.5}, r"in \[0, 1\]"),
+        ({"instruction": ""}, "non-empty"),
+        ({"episode": "ep"}, "do not also pass"),
+    ],
+)
+def test_bad_reset_options_raise(rt1_env, start_state, change, match):
+    options = {
+        "image": np.zeros((64, 80, 3), np.uint8),
+        "instruction": "open top drawer",
+        "joints": start_state["q"],
+        "gripper": 0.0,
+    }
+    options.update(change)
+    options = {k: v for k, v in options.items() if v is not None}
+    with pytest.raises(ValueError, match=match):
+        rt1_env.reset(options=options)
+
+
+def test_unreachable_tcp_pose_and_bad_episode_raise(rt1_env):
+    with pytest.raises(ValueError, match=r"not reachable"):
+        rt1_env.reset(
+            options={
+                "image": np.zeros((64, 80, 3), np.uint8),
+                "instruction": "pick coke can",
+                "tcp_pose": np.array([3.0, 3.0, 3.0, 0, 0, 0, 1.0]),
+                "gripper": 0.0,
+            }
+        )
+    with pytest.raises(ValueError, match=r"must be a vap_env.data.Episode"):
+        rt1_env.reset(options={"episode": {"frames": []}})
+
+
+def test_reset_from_episode_replays_logged_tcp_trajectory(make_env, rt1_dataset_dir):
+    """The synthetic RT-1 writer logs actions in the env's ee_delta convention: replay reproduces them."""
+    from vap_env.data import iter_episodes
+
+    episode = next(iter(iter_episodes(rt1_dataset_dir, split="train")))
+    k = 8
+    steps = (len(episode.frames) - 1) // k
+    assert steps >= 1
+    env = make_env(max_episode_steps=steps)
+    obs, info = env.reset(seed=0, options={"episode": episode})
+    assert info["instruction"] == episode.instruction
+    np.testing.assert_allclose(
+        obs["proprio"][:7], episode.ground_truth.joint_positions[0], atol=1e-5
+    )
+    np.testing.assert_allclose(obs["proprio"][7:10], episode.tcp_pose[0, :3], atol=1e-3)
+    for s in range(steps):
+        obs, _, _, truncated, info = env.step(episode.actions[s * k : (s + 1) * k])
+        logged = episode.tcp_pose[s * k + 1 : (s + 1) * k + 1]
+        np.testing.assert_allclose(info["proprio"][:, 7:10], logged[:, :3], atol=2e-3)
+        np.testing.assert_allclose(
+            info["proprio"][:, -1], episode.gripper[s * k + 1 : (s + 1) * k + 1], atol=1e-5
+        )
+    assert truncated
+
+
+def test_tasks_are_pluggable(make_env):
+    env = make_env(task="reach", action_mode="joint_delta", max_episode_steps=3)
+    obs, info = env.reset(seed=0)
+    np.testing.assert_allclose(
+        info["goal"], obs["proprio"][7:10] + np.array([0.0, 0.0, 0.1]), atol=1e-6
+    )
+    _, reward, terminated, _, info = env.step(np.zeros((8, 8), np.float32))
+    assert reward == pytest.approx(-0.1, abs=1e-5) and not terminated
+    assert info["distance"] == pytest.approx(0.1, abs=1e-5)
+
+    class Always(Task):
+        def step(self, slot, step):
+            return 1.0, step.elapsed_steps >= 2, {"frames_seen": len(step.frames)}
+
+    env = make_env(task=Always())
+    env.reset(seed=0)
+    assert env.step(np.zeros((8, 7), np.float32))[1:3] == (1.0, False)
+    _, reward, terminated, _, info = env.step(np.zeros((8, 7), np.float32))
+    assert (reward, terminated, info["frames_seen"]) == (1.0, True, 8)
+    with pytest.raises(ValueError, match=r"unknown task 'rech'.*Did you mean 'reach'"):
+        make_env(task="rech")
+    with pytest.raises(ValueError, match=r"tolerance_m"):
+        ReachTask(tolerance_m=0)
+
+
+def test_config_errors_name_the_fix():
+    with pytest.raises(ValueError, match=r"unknown action_mode 'ee_delt'.*Did you mean 'ee_delta'"):
+        EnvConfig(action_mode="ee_delt")
+    with pytest.raises(TypeError, match=r"unknown env argument.*Did you mean 'action_mode'"):
+        VAPEnv(preset="rt1", action_mod="ee_delta")
+    with pytest.raises(ValueError, match=r"unknown env preset 'rt2'.*Did you mean 'rt1'"):
+        VAPEnv(preset="rt2")
+    with pytest.raises(ValueError, match=r"render_mode='human'"):
+        VAPEnv(preset="rt1", render_mode="human")
+
+
+def test_ppo_multi_input_policy_learns(make_env):
+    from stable_baselines3 import PPO
+
+    # joint_delta: Gaussian exploration saturates ee_delta's +-1 m bounds (unreachable targets make
+    # IK slow); joint increments need no IK.
+    env = make_env(task="reach", action_mode="joint_delta", max_episode_steps=4, info_timings=False)
+    model = PPO(
+        "MultiInputPolicy", env, n_steps=64, batch_size=32, n_epochs=1, seed=0, device="cpu"
+    )
+    model.learn(total_timesteps=192)
+    assert model.num_timesteps >= 192
+    obs, _ = env.reset(seed=0)
+    action, _ = model.predict(obs, deterministic=True)
+    assert action.shape == (8, 8)
