@@ -115,8 +115,9 @@ class TrainConfig:
     mixed_precision: str = _help(f"one of {list(MIXED_PRECISION)} (bf16 on GPUs)", "no")
     gradient_checkpointing: bool = _help("recompute transformer activations in backward", False)
     cache_latents: bool = _help(
-        "diffusion stage: keep each clip's VAE latents in memory after its first encoding (the VAE "
-        "is frozen; ~5x faster steps for tiny on a CPU; memory grows with the number of clips)",
+        "diffusion stage: keep each clip's VAE latents in memory after its first encoding and draw "
+        "epochs >= 1 from that cache without reading the data (the VAE is frozen; for tiny on a "
+        "CPU, ~10x faster steps; memory grows with the number of clips)",
         False,
     )
     seed: int = _help("seed of data order, noise, timesteps and CFG dropout", 0)
@@ -158,6 +159,11 @@ class TrainConfig:
             )
         if self.stage == "vae" and self.cache_latents:
             raise ValueError("cache_latents: the vae stage trains the VAE, its latents change")
+        if self.cache_latents and self.lgf.weight > 0:
+            raise ValueError(
+                "cache_latents with lgf.weight > 0: the LGF teacher needs the clip's pixels every "
+                "step, which the latent cache drops; disable one of them"
+            )
         if self.stage == "vae" and self.lgf.weight > 0:
             raise ValueError(
                 "lgf.weight > 0 in the vae stage: the LGF loss trains the transformer, "

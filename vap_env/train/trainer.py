@@ -87,22 +87,39 @@ _WEIGHT_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bflo
 
 
 @dataclass
+class Encoded:
+    """What the diffusion loss needs of a clip batch, all (B, F', ., h, w) on the model's device.
+
+    ``latents`` / ``control``: VAE latents of the clip and of its skeleton video; ``image``: the I2V
+    image latents (the context frame's latent at frame 0, zeros after); ``region``: the skeleton
+    region max-pooled to the latent grid, (B, F', 1, h, w) in {0, 1}.
+    """
+
+    latents: torch.Tensor
+    control: torch.Tensor
+    image: torch.Tensor
+    region: torch.Tensor
+
+
+@dataclass
 class ClipBatch:
     """One training batch on the model's device, frames in [-1, 1].
 
     Attributes:
+        instructions: B strings.
         context: (B, 3, H, W) the context frame.
         frames: (B, K, 3, H, W) the K frames that follow it.
         skeleton: (B, K+1, 3, H, W) skeleton video; frame 0 is the context frame's state.
-        instructions: B strings.
         keys: (episode_id, start) of each clip when the data names them (latent cache keys).
+        encoded: the latents, when the batch comes from the latent cache (pixels are then None).
     """
 
-    context: torch.Tensor
-    frames: torch.Tensor
-    skeleton: torch.Tensor
     instructions: list[str]
+    context: torch.Tensor | None = None
+    frames: torch.Tensor | None = None
+    skeleton: torch.Tensor | None = None
     keys: list[tuple[str, int]] | None = None
+    encoded: Encoded | None = None
 
     @property
     def video(self) -> torch.Tensor:
@@ -125,12 +142,49 @@ class ClipBatch:
             starts = [int(s) for s in batch["start"]]
             keys = list(zip(batch["episode_id"], starts, strict=True))
         return cls(
+            list(batch["instruction"]),
             unit(batch["context"]),
             unit(batch["frames"]),
             unit(batch["skeleton"]),
-            list(batch["instruction"]),
             keys,
         )
+
+
+class LatentCache:
+    """Per-clip latents of the frozen VAE, kept on the CPU (``cache_latents``).
+
+    Entries are encoded one clip at a time, so a cached value does not depend on which batch (or
+    which run, after a resume) first met the clip. ``order`` lists the keys in the order they were
+    first seen: epoch 0 of the data. Later epochs are drawn from the cache alone, in a permutation
+    seeded by (seed, epoch, rank), without reading or decoding the dataset again.
+    """
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[str, int], tuple[str, torch.Tensor, ...]] = {}
+        self.order: list[tuple[str, int]] = []
+        self.complete = False  # epoch 0 was read to its end
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def batches(
+        self, epoch: int, seed: int, rank: int, batch_size: int, device: torch.device
+    ) -> Iterator[ClipBatch]:
+        """One epoch of full batches drawn from the cache."""
+        rng = np.random.default_rng(np.random.SeedSequence([seed, epoch, rank]))
+        perm = rng.permutation(len(self.order)).tolist()
+        for b in range(len(perm) // batch_size):
+            keys = [self.order[i] for i in perm[b * batch_size : (b + 1) * batch_size]]
+            items = [self.entries[k] for k in keys]
+            stack = [torch.stack([it[j] for it in items]).to(device) for j in range(1, 5)]
+            latents, control, image0, region = stack
+            image = torch.zeros_like(latents)
+            image[:, 0] = image0
+            yield ClipBatch(
+                [it[0] for it in items],
+                keys=keys,
+                encoded=Encoded(latents, control, image, region),
+            )
 
 
 def micro_batch_generator(seed: int, micro_step: int, process_index: int) -> torch.Generator:
@@ -155,8 +209,7 @@ class TrainingModule(nn.Module):
         self.cfg = cfg
         self.lgf = lgf
         self._captured: torch.Tensor | None = None
-        # (episode_id, start) -> (clip latents, skeleton latents, context latent), on the CPU
-        self._cache: dict[tuple[str, int], tuple[torch.Tensor, ...]] = {}
+        self.cache = LatentCache() if cfg.stage == "diffusion" and cfg.cache_latents else None
         if lgf is not None:
             blocks = wm.transformer.transformer_blocks
             layer = cfg.lgf.layer
@@ -181,64 +234,75 @@ class TrainingModule(nn.Module):
         return self._diffusion(batch, generator)
 
     @torch.no_grad()
-    def _encode(self, batch: ClipBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Clip, skeleton and I2V image latents, each (B, F', C, h, w), VAE frozen."""
-        wm = self.wm
-        if not self.cfg.cache_latents:
-            latents = wm.encode_video(batch.video)
-            image = torch.zeros_like(latents)
-            image[:, :1] = wm.encode_video(batch.context[:, None])
-            return latents, wm.encode_video(batch.skeleton), image
+    def _encode_direct(self, batch: ClipBatch) -> Encoded:
+        wm, dcfg = self.wm, self.cfg.diffusion
+        latents = wm.encode_video(batch.video)
+        image = torch.zeros_like(latents)
+        image[:, :1] = wm.encode_video(batch.context[:, None])
+        mask = skeleton_mask(batch.skeleton, dcfg.mask_threshold, dcfg.mask_dilation)
+        region = pool_to_latents(mask, latents.shape[1], tuple(latents.shape[-2:]))
+        return Encoded(latents, wm.encode_video(batch.skeleton), image, region)
+
+    @torch.no_grad()
+    def encode(self, batch: ClipBatch) -> Encoded:
+        """Latents of a batch (VAE frozen), through the latent cache when there is one."""
+        if batch.encoded is not None:
+            return batch.encoded
+        if self.cache is None:
+            return self._encode_direct(batch)
         if batch.keys is None:
             raise ValueError(
                 "cache_latents needs clips that carry 'episode_id' and 'start' (ClipDataset "
                 "items do); this data has neither: set cache_latents: false"
             )
-        video = batch.video
-        parts = []
+        cache = self.cache
         for i, key in enumerate(batch.keys):
-            if key not in self._cache:
-                # One clip at a time: the cached value must not depend on which batch (or which
-                # run, after a resume) first met the clip.
+            if key not in cache.entries:
                 one = slice(i, i + 1)
-                self._cache[key] = tuple(
-                    t.cpu()
-                    for t in (
-                        wm.encode_video(video[one])[0],
-                        wm.encode_video(batch.skeleton[one])[0],
-                        wm.encode_video(batch.context[one, None])[0, 0],
-                    )
+                single = ClipBatch(
+                    batch.instructions[one],
+                    batch.context[one],
+                    batch.frames[one],
+                    batch.skeleton[one],
                 )
-            parts.append(self._cache[key])
+                e = self._encode_direct(single)
+                cache.entries[key] = (
+                    batch.instructions[i],
+                    e.latents[0].cpu(),
+                    e.control[0].cpu(),
+                    e.image[0, 0].cpu(),
+                    e.region[0].cpu(),
+                )
+                cache.order.append(key)
+        items = [cache.entries[k] for k in batch.keys]
         device = batch.context.device
-        latents = torch.stack([p[0] for p in parts]).to(device)
-        control = torch.stack([p[1] for p in parts]).to(device)
+        latents, control, image0, region = (
+            torch.stack([it[j] for it in items]).to(device) for j in range(1, 5)
+        )
         image = torch.zeros_like(latents)
-        image[:, 0] = torch.stack([p[2] for p in parts]).to(device)
-        return latents, control, image
+        image[:, 0] = image0
+        return Encoded(latents, control, image, region)
 
     def _diffusion(self, batch: ClipBatch, generator: torch.Generator) -> dict[str, torch.Tensor]:
         wm, dcfg = self.wm, self.cfg.diffusion
-        video = batch.video
-        latents, control, image = self._encode(batch)
-        with torch.no_grad():
-            texts = drop_instructions(batch.instructions, dcfg.cfg_dropout, generator)
-            text = wm.encode_text(texts)
-            mask = skeleton_mask(batch.skeleton, dcfg.mask_threshold, dcfg.mask_dilation)
-        noisy, timesteps, target = diffusion_targets(wm.scheduler, latents, generator)
+        enc = self.encode(batch)
+        texts = drop_instructions(batch.instructions, dcfg.cfg_dropout, generator)
+        text = wm.encode_text(texts)
+        noisy, timesteps, target = diffusion_targets(wm.scheduler, enc.latents, generator)
         self._captured = None
-        pred = wm.predict(noisy.to(wm.dtype), timesteps, image, control, text)
-        f, _, h, w = latents.shape[1:]
-        weights = region_weights(pool_to_latents(mask, f, (h, w)), dcfg.gripper_weight)
+        pred = wm.predict(noisy.to(wm.dtype), timesteps, enc.image, enc.control, text)
+        weights = region_weights(enc.region, dcfg.gripper_weight)
         diffusion = weighted_mse(pred, target, weights)
         out = {"diffusion": diffusion.detach()}
         loss = diffusion
         if self.lgf is not None:
+            f, _, h, w = enc.latents.shape[1:]
             p = wm.transformer.config.patch_size
             grid = (f, h // p, w // p)
             # latent k summarises frames 4k-3..4k; the teacher is read at the last of them
             frame_index = [TEMPORAL_COMPRESSION * k for k in range(f)]
-            lgf = self.lgf(self._captured, grid, video, frame_index, prompt_masks=mask > 0)
+            mask = skeleton_mask(batch.skeleton, dcfg.mask_threshold, dcfg.mask_dilation)
+            lgf = self.lgf(self._captured, grid, batch.video, frame_index, prompt_masks=mask > 0)
             self._captured = None
             out["lgf"] = lgf.detach()
             loss = loss + self.cfg.lgf.weight * lgf
@@ -472,17 +536,38 @@ class Trainer:
             world_size=acc.num_processes,
         )
 
+    def _epoch_batches(self, epoch: int) -> Iterator[ClipBatch]:
+        """The batches of one epoch: from the data, or (latent cache, epoch >= 1) from the cache."""
+        acc, cache = self.accelerator, self.module.cache
+        if cache is not None and epoch >= 1:
+            if not cache.complete:  # resumed after epoch 0: rebuild the cache as epoch 0 did
+                for batch in self.dataset_factory(0):
+                    self.module.encode(ClipBatch.from_items(batch, acc.device))
+                cache.complete = True
+            yield from cache.batches(
+                epoch, self.cfg.seed, acc.process_index, self.cfg.batch_size, acc.device
+            )
+            return
+        for batch in self.dataset_factory(epoch):
+            yield ClipBatch.from_items(batch, acc.device)
+        if cache is not None:
+            cache.complete = True
+
     def _micro_batches(self) -> Iterator[ClipBatch]:
         """This process's micro-batches from the checkpointed position on, epoch after epoch."""
-        acc, state = self.accelerator, self.state
+        acc, state, cache = self.accelerator, self.state, self.module.cache
         while True:
             seen = 0
-            for batch in self.dataset_factory(state.epoch):
+            for batch in self._epoch_batches(state.epoch):
                 seen += 1
                 if seen <= state.batch_in_epoch:
-                    continue  # consumed before the checkpoint this run resumed from
+                    # consumed before the checkpoint this run resumed from; the cache still
+                    # meets its clips in the order the uninterrupted run did
+                    if cache is not None and batch.encoded is None:
+                        self.module.encode(batch)
+                    continue
                 state.batch_in_epoch = seen
-                yield ClipBatch.from_items(batch, acc.device)
+                yield batch
             if seen == 0:
                 raise ValueError(
                     f"the training data yielded no full batch of {self.cfg.batch_size} clips for "

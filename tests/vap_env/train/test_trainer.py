@@ -39,7 +39,6 @@ def test_resumed_run_equals_straight_run(micro_model_dir, tmp_path, synthetic_cl
     changes = {
         "optim": dataclasses.replace(TrainConfig().optim, lr_schedule="cosine", warmup_steps=1),
         "lgf": LGFConfig(weight=0.5, window=3, projector_hidden=16, random_dim=8),
-        "cache_latents": True,
     }
     data = synthetic_clips(batch_size=1)
     straight = Trainer(_cfg(micro_model_dir, tmp_path / "a", **changes), dataset_factory=data)
@@ -163,17 +162,38 @@ def test_latent_cache_matches_direct_encoding(micro_model_dir, synthetic_clips):
     wm = load_world_model(str(micro_model_dir))
     batch = ClipBatch.from_items(next(synthetic_clips()(0)), torch.device("cpu"))
     assert batch.keys == [("train_000002", 0), ("train_000005", 1)]
-    direct = TrainingModule(wm, TrainConfig(cache_latents=False))._encode(batch)
+    direct = TrainingModule(wm, TrainConfig(cache_latents=False)).encode(batch)
     module = TrainingModule(wm, TrainConfig(cache_latents=True))
-    cached = module._encode(batch)
-    assert len(module._cache) == 2
-    for a, b in zip(direct, cached, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
-    again = module._encode(batch)  # served from the cache
-    assert all(torch.equal(a, b) for a, b in zip(cached, again, strict=True))
+    cached = module.encode(batch)
+    assert len(module.cache) == 2 and module.cache.order == batch.keys
+    for name in ("latents", "control", "image", "region"):
+        torch.testing.assert_close(
+            getattr(direct, name), getattr(cached, name), rtol=1e-5, atol=1e-5
+        )
+    again = module.encode(batch)  # served from the cache
+    assert torch.equal(again.latents, cached.latents) and torch.equal(again.region, cached.region)
+    from_cache = next(module.cache.batches(1, 0, 0, 2, torch.device("cpu")))
+    assert sorted(from_cache.keys) == sorted(batch.keys) and from_cache.context is None
     batch.keys = None
     with pytest.raises(ValueError, match="episode_id"):
-        module._encode(batch)
+        module.encode(batch)
+
+
+def test_cached_epochs_resume_exactly(micro_model_dir, tmp_path, synthetic_clips):
+    # epochs >= 1 come from the cache; the resumed run (at epoch 1) must rebuild it identically
+    data = synthetic_clips(batches_per_epoch=2, batch_size=1)
+    changes = {"cache_latents": True, "gradient_accumulation_steps": 1, "checkpoint_every": 3}
+    straight = Trainer(_cfg(micro_model_dir, tmp_path / "a", **changes), dataset_factory=data)
+    full = straight.train(until=5)
+    first = Trainer(_cfg(micro_model_dir, tmp_path / "b", **changes), dataset_factory=data)
+    part = first.train(until=3)
+    resumed = Trainer(
+        _cfg(micro_model_dir, tmp_path / "b", **changes), resume=True, dataset_factory=data
+    )
+    assert (resumed.state.epoch, resumed.state.batch_in_epoch) == (1, 1)
+    rest = resumed.train(until=5)
+    assert part.losses + rest.losses == full.losses
+    assert resumed.module.cache.order == straight.module.cache.order
 
 
 def test_shipped_presets_load_and_point_at_real_models():
