@@ -419,10 +419,14 @@ class Trainer:
                 f"backbone {source.backbone!r} (whose VAE the transformer was trained on): "
                 "use the 'vae' stage only for models built from their config, such as 'tiny'"
             )
+        # Frozen parts of a pretrained backbone are held in the compute dtype (memory); a model
+        # built from its config (tiny) is exported whole, so it stays float32 (autocast computes in
+        # the mixed precision) and the export does not round its frozen VAE.
+        built = source is not None and source.backbone is None
         self.wm = load_world_model(
             cfg.model,
             device=acc.device,
-            dtype=_WEIGHT_DTYPES[cfg.mixed_precision],
+            dtype=torch.float32 if built else _WEIGHT_DTYPES[cfg.mixed_precision],
             gradient_checkpointing=cfg.gradient_checkpointing,
         )
         if trainable is not None:

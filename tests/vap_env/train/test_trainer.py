@@ -80,9 +80,12 @@ def test_resume_without_checkpoint_is_a_clear_error(micro_model_dir, tmp_path, s
 def test_real_preset_trains_only_controlnet_and_lora(
     real_small_model_dir, tmp_path, synthetic_clips
 ):
-    cfg = _cfg(real_small_model_dir, tmp_path, max_steps=2, checkpoint_every=0)
+    cfg = _cfg(
+        real_small_model_dir, tmp_path, max_steps=2, checkpoint_every=0, gradient_checkpointing=True
+    )
     trainer = Trainer(cfg, dataset_factory=synthetic_clips())
     wm = trainer.wm
+    assert wm.gradient_checkpointing and wm.controlnet.gradient_checkpointing
     before = {n: t.detach().clone() for n, t in wm.state_dict().items()}
     text_before = {n: t.detach().clone() for n, t in wm.text_encoder.state_dict().items()}
     result = trainer.train()
