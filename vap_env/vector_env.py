@@ -14,7 +14,8 @@ It follows ``SyncVectorEnv`` exactly (seeds, autoreset, partial resets, the info
 ``VectorEnv._add_info``), so it equals ``SyncVectorEnv`` over N ``VAPEnv`` with the same seeds; it
 is faster because the kinematics of all envs feed one batched diffusion call. ``SyncVectorEnv`` and
 ``AsyncVectorEnv`` over ``gym.make(...)`` work too (each env, or worker, has its own pybullet client
-and model).
+and model); give ``AsyncVectorEnv`` ``context="spawn"`` (``make_vec(..., vector_kwargs={"context":
+"spawn"})``), as forking a process whose torch thread pool has run can deadlock the child.
 """
 
 from __future__ import annotations
