@@ -159,3 +159,27 @@ def test_sam2_teacher_missing_checkpoint_names_the_path(tmp_path):
         build_teacher(LGFConfig(teacher="sam2", sam2_checkpoint=str(missing)))
     with pytest.raises(ValueError, match=r"lgf\.sam2_checkpoint"):
         build_teacher(LGFConfig(teacher="sam2"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("sam2") is None, reason="sam2 is not installed")
+def test_sam2_teacher_tracks_with_memory(tmp_path):
+    """The SAM2 teacher on a randomly initialised SAM2.1-tiny (no download: the config ships with sam2)."""
+    from sam2.build_sam import build_sam2
+
+    config = "configs/sam2.1/sam2.1_hiera_t.yaml"
+    checkpoint = tmp_path / "random_hiera_t.pt"
+    torch.save({"model": build_sam2(config, None, device="cpu").state_dict()}, checkpoint)
+    cfg = LGFConfig(teacher="sam2", sam2_checkpoint=str(checkpoint), sam2_config=config, window=3)
+    teacher = build_teacher(cfg)
+    assert teacher.feature_dim == 256 and not any(p.requires_grad for p in teacher.parameters())
+    video = torch.rand(1, 3, 3, 64, 80, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    masks = torch.zeros(1, 3, 64, 80, dtype=torch.bool)
+    masks[..., 20:40, 30:50] = True
+    feats = teacher(video, masks)
+    assert feats.shape == (1, 3, 256, 64, 64) and torch.isfinite(feats).all()
+    assert torch.equal(feats, teacher(video, masks))
+    # memory makes the features depend on the direction of time, as the fusion assumes
+    assert not torch.allclose(feats, teacher(video.flip(1), masks.flip(1)).flip(1))
+    flow = bidirectional_teacher_flow(teacher, video, [0, 1, 2], (4, 5), 3, 0.1, masks)
+    torch.testing.assert_close(flow.sum(-1), torch.ones(1, 2, 20))
