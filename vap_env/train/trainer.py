@@ -45,7 +45,7 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
+from diffusers.optimization import get_scheduler
 from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
@@ -82,6 +83,8 @@ from vap_env.train.losses import (
 )
 
 TRAINABLE_FILE = "trainable.safetensors"
+# epoch -> this process's collated batches (dicts as a DataLoader over ClipDataset yields them)
+DatasetFactory = Callable[[int], Iterable[dict[str, Any]]]
 _WEIGHT_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -400,7 +403,13 @@ class Trainer:
             (tests, custom data); batches are dicts as ``ClipDataset`` yields them, collated.
     """
 
-    def __init__(self, cfg: TrainConfig, *, resume: bool = False, dataset_factory=None) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        *,
+        resume: bool = False,
+        dataset_factory: DatasetFactory | None = None,
+    ) -> None:
         self.cfg = cfg
         out = Path(cfg.output_dir)
         self.accelerator = Accelerator(
@@ -464,8 +473,6 @@ class Trainer:
             eps=o.eps,
             weight_decay=o.weight_decay,
         )
-        from diffusers.optimization import get_scheduler
-
         # the prepared scheduler steps once per process per optimiser step (as diffusers scripts)
         schedule = get_scheduler(
             o.lr_schedule,
@@ -733,6 +740,8 @@ class Trainer:
         return target
 
 
-def train(cfg: TrainConfig, *, resume: bool = False, dataset_factory=None) -> TrainResult:
+def train(
+    cfg: TrainConfig, *, resume: bool = False, dataset_factory: DatasetFactory | None = None
+) -> TrainResult:
     """Build a ``Trainer`` and run it (the body of ``vap-env train``)."""
     return Trainer(cfg, resume=resume, dataset_factory=dataset_factory).train()

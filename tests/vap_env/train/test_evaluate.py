@@ -11,7 +11,7 @@ import torch
 
 from vap_env.cli import main as cli_main
 from vap_env.models import load_world_model
-from vap_env.train.evaluate import EvalConfig, evaluate, format_report, rollout_skeleton
+from vap_env.train.evaluate import format_report, rollout_skeleton
 
 
 def test_rollout_feeds_back_the_last_frame_and_follows_the_seed():
@@ -62,26 +62,14 @@ def _check_report(report: dict) -> None:
     assert "ST-IoU (sim)" in text and "blank_skeleton" in text and "target >= +0.15" in text
 
 
-def test_evaluate_through_the_env(rt1_dataset_dir):
-    cfg = EvalConfig(
-        weights="tiny",
-        data_dir=str(rt1_dataset_dir),
-        split="test",
-        num_inference_steps=1,
-        rollout="env",
-    )
-    report = evaluate(cfg)
-    assert [r["episode_id"] for r in report["episodes"]] == ["test_000000"]
-    _check_report(report)
-
-
-def test_train_eval_command_writes_json(rt1_dataset_dir, tmp_path, capsys):
+def test_train_eval_command_through_the_env_writes_json(rt1_dataset_dir, tmp_path, capsys):
     out = tmp_path / "eval.json"
     argv = ["train", "eval", "--weights", "tiny", "--data-dir", str(rt1_dataset_dir)]
-    argv += ["--split", "val", "--num-inference-steps", "1", "--json", str(out)]
+    argv += ["--split", "val", "--num-inference-steps", "1", "--rollout", "env"]
+    argv += ["--json", str(out)]
     assert cli_main(argv) == 0
     assert "copy_last" in capsys.readouterr().out
     report = json.loads(out.read_text())
-    assert report["config"]["split"] == "val" and report["config"]["rollout"] == "skeleton"
+    assert report["config"]["split"] == "val" and report["config"]["rollout"] == "env"
     assert [r["episode_id"] for r in report["episodes"]] == ["val_000000"]
     _check_report(report)
