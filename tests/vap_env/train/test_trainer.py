@@ -39,12 +39,11 @@ def test_resumed_run_equals_straight_run(micro_model_dir, tmp_path, synthetic_cl
     changes = {
         "optim": dataclasses.replace(TrainConfig().optim, lr_schedule="cosine", warmup_steps=1),
         "lgf": LGFConfig(weight=0.5, window=3, projector_hidden=16, random_dim=8),
-        "max_steps": 3,
     }
     data = synthetic_clips(batch_size=1)
     straight = Trainer(_cfg(micro_model_dir, tmp_path / "a", **changes), dataset_factory=data)
     full = straight.train()
-    assert full.steps == 3 and len(full.losses) == 3
+    assert full.steps == 4 and len(full.losses) == 4
     assert all(torch.isfinite(torch.tensor(full.losses)))
 
     first = Trainer(_cfg(micro_model_dir, tmp_path / "b", **changes), dataset_factory=data)
@@ -64,9 +63,9 @@ def test_resumed_run_equals_straight_run(micro_model_dir, tmp_path, synthetic_cl
     assert a.keys() == b.keys() and any(k.startswith("lgf.projector") for k in a)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed.lr_schedule.get_last_lr() == straight.lr_schedule.get_last_lr()
-    # keep_last=2: the checkpoints of steps 2 and 3 (the end) remain; the export loads
+    # keep_last=2: the checkpoints of steps 2 and 4 remain; the export loads as a world model
     names = sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir())
-    assert names == ["checkpoint-00000002", "checkpoint-00000003"]
+    assert names == ["checkpoint-00000002", "checkpoint-00000004"]
     wm = load_world_model(str(rest.export_dir))
     exported = dict(wm.transformer.named_parameters())
     trained = resumed.accelerator.unwrap_model(resumed.model).wm.transformer
