@@ -509,7 +509,10 @@ class Trainer:
     # ---------------------------------------------------------------------------- checkpoint hooks
 
     def _save_hook(self, models: list, weights: list, output_dir: str) -> None:
-        # Only what trains goes into a checkpoint; frozen parts are rebuilt from `model`.
+        # Only what trains goes into a checkpoint; frozen parts are rebuilt from `model`. Under
+        # FSDP / DeepSpeed Accelerate writes the (sharded) model itself and passes no weights here.
+        if not weights:
+            return
         if self.accelerator.is_main_process:
             module = self.accelerator.unwrap_model(models[0])
             state = {
@@ -521,6 +524,8 @@ class Trainer:
         weights.clear()
 
     def _load_hook(self, models: list, input_dir: str) -> None:
+        if not models:  # FSDP / DeepSpeed: Accelerate loaded the model state already
+            return
         module = self.accelerator.unwrap_model(models.pop())
         state = load_file(str(Path(input_dir) / TRAINABLE_FILE))
         if sorted(state) != sorted(self.trainable_names):
