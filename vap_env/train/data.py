@@ -15,6 +15,23 @@ from vap_env.models import WorldModelConfig
 from vap_env.train.config import TrainConfig
 
 
+def check_data(cfg: TrainConfig) -> int:
+    """Open the configured dataset and split now (clear errors before any model is built).
+
+    Returns the number of episodes in the split.
+    """
+    from vap_env.data import open_rlds
+
+    try:
+        return open_rlds(cfg.data.data_dir).num_episodes(cfg.data.split)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(
+            f"{err}. data.data_dir must be an RT-1 / DROID dataset directory; make a synthetic one "
+            f"with `vap-env data synth --schema rt1 --episodes 400 --out {cfg.data.data_dir}` or "
+            "pass --data-dir"
+        ) from err
+
+
 def clip_loader(
     cfg: TrainConfig,
     model: WorldModelConfig,

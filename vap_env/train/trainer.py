@@ -421,6 +421,10 @@ class Trainer:
             ),
         )
         acc = self.accelerator
+        if dataset_factory is None:
+            from vap_env.train.data import check_data
+
+            check_data(cfg)
         set_seed(cfg.seed)
         trainable = _trainable_override(cfg)
         source = _source_config(cfg.model)

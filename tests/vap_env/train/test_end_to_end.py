@@ -123,3 +123,14 @@ def test_two_process_ddp_resume_equals_straight_run(rt1_dataset_dir, micro_model
     a = load_file(str(tmp_path / "a" / "export" / "weights.safetensors"))
     b = load_file(str(tmp_path / "b" / "export" / "weights.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_missing_data_fails_before_training_with_the_fix(tmp_path, rt1_dataset_dir):
+    from vap_env.train.trainer import Trainer
+
+    cfg = TrainConfig(data=DataConfig(data_dir=str(tmp_path / "nowhere")), log_with=None)
+    with pytest.raises(FileNotFoundError, match="vap-env data synth --schema rt1"):
+        Trainer(cfg)
+    bad_split = DataConfig(data_dir=str(rt1_dataset_dir), split="trian")
+    with pytest.raises(KeyError, match="Did you mean 'train'"):
+        Trainer(dataclasses.replace(cfg, data=bad_split))
