@@ -1,0 +1,411 @@
+"""Offline policy evaluation: does the world model rank policies the way the real scene does?
+
+``vap-env bench ope --scenes 20 --json ope.json --out-dir runs/ope``
+
+Several policies (by default the scripted skill with increasing action noise, and uniform random
+actions) start from the same N initial states (synthetic scenes, seeded, skills cycled) twice:
+
+- in the **world-model env** (``VAPVectorEnv``: one batched world-model call per step for all
+  policies), which only sees the start frame and paints every later frame;
+- in the **ground-truth simulator** (``benchmarks.ground_truth_sim.GroundTruthSim``: the pybullet
+  scene the synthetic data comes from, executing the same action chunks through the env's own
+  kinematics, IK and gripper convention, with the data generator's grasping rules).
+
+Both run closed loop: the policy sees each side's own observation (the scripted policy re-anchors
+on the observed TCP at every chunk). A success detector judges the last frame of both videos the
+same way (the manipulated object's colour mask, prototypes from the shared first frame, against
+the skill's goal region rendered by the simulator; see ``ground_truth_sim``). Per policy this gives
+a success rate in the world model and in the ground truth, and across policies the agreement of
+the two, as SimplerEnv (Li et al. 2024) measures a simulator against the real robot:
+
+- **Pearson r** of the per-policy success rates: 1 = the world model's rates are an affine
+  function of the true ones (a constant offset is allowed: it is the *ordering and spacing* that
+  count).
+- **MMRV** (mean maximum rank violation, ``benchmarks.metrics``), in units of success rate: for
+  each policy, the largest true-success gap to another policy that the world model orders the
+  wrong way round, averaged over policies. 0 = every pair is ordered right; 0.3 = on average, a
+  policy is confused with one whose true success differs by 30 points.
+
+What the numbers mean for you. Before trusting the world model to pick between your policies,
+read three things. (1) Detector accuracy on the ground-truth videos (the detector against the
+simulator's true outcome): the ceiling of everything else; a low value means the numbers measure
+the detector, not the world model. (2) Pearson near 1 and MMRV near 0 on a set of policies whose
+true success rates are spread out: the model then orders policies like reality, so a policy it
+ranks first is truly among the best, and differences in its success rates are real differences;
+an MMRV of m says "do not trust a gap smaller than about m". (3) The world-model success rates
+themselves: they can be biased (a model that hallucinates grasps inflates every policy), which
+Pearson and MMRV forgive but an absolute threshold ("ship at 80 %") does not. The policies here
+read proprioception only, so their actions differ between the two sides only through the state
+they reach; a policy that reads images also sees the model's mistakes, so its agreement can be
+lower. With a few scenes the rates are coarse (n scenes gives steps of 1/n): look at the bootstrap
+intervals before reading a ranking.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vap_env.data.synth.scripted import SKILL_NAMES
+
+__all__ = [
+    "POLICY_KINDS",
+    "Config",
+    "PolicyContext",
+    "format_report",
+    "main",
+    "make_ope_policy",
+    "parse_policy",
+    "rollout_ground_truth",
+    "run",
+]
+
+DEFAULT_POLICIES = ("scripted:0", "scripted:0.01", "scripted:0.02", "scripted:0.04", "random")
+
+
+@dataclass(frozen=True)
+class PolicyContext:
+    """What a policy needs to know about the env it acts in."""
+
+    chunk_size: int  # K, the env's chunk_frames
+    num_frames: int  # frames of the episode (1 + chunks * K): the scripted skill's duration
+    action_mode: str  # the env's action mode
+    action_space: Any  # the env's (single) Box action space (K, D)
+
+
+def _scripted(arg: float | None, start: Any, ctx: PolicyContext, seed: int) -> Any:
+    from policies import make_policy
+
+    return make_policy(
+        "scripted",
+        scene=start.spec.to_dict(),
+        chunk_size=ctx.chunk_size,
+        num_frames=ctx.num_frames,
+        action_mode=ctx.action_mode,
+        noise_std=0.0 if arg is None else arg,
+        seed=seed,
+    )
+
+
+def _random(arg: float | None, start: Any, ctx: PolicyContext, seed: int) -> Any:
+    from policies import make_policy
+
+    if arg is not None:
+        raise ValueError(f"the 'random' policy takes no argument, got random:{arg}")
+    return make_policy("random", action_space=ctx.action_space, seed=seed)
+
+
+# policy kind -> builder(argument, start state, context, seed); the argument of "scripted:<x>" is
+# its action-noise std (m / rad per action).
+POLICY_KINDS: dict[str, Callable[..., Any]] = {"scripted": _scripted, "random": _random}
+
+
+def make_ope_policy(text: str, start: Any, ctx: PolicyContext, seed: int) -> Any:
+    """Build the policy ``text`` (e.g. ``"scripted:0.01"``) for ``start``, reset and seeded."""
+    kind, arg = parse_policy(text)
+    policy = POLICY_KINDS[kind](arg, start, ctx, seed)
+    policy.reset(start.instruction, seed=seed)
+    return policy
+
+
+def parse_policy(text: str) -> tuple[str, float | None]:
+    """``"scripted:0.01"`` -> ("scripted", 0.01); ``"random"`` -> ("random", None)."""
+    from vap_env.config import did_you_mean
+
+    kind, _, arg = text.partition(":")
+    if kind not in POLICY_KINDS:
+        raise ValueError(
+            f"unknown policy {text!r}; use one of {sorted(POLICY_KINDS)} (scripted:<noise std>)."
+            + did_you_mean(kind, list(POLICY_KINDS))
+        )
+    try:
+        value = float(arg) if arg else None
+    except ValueError:
+        raise ValueError(f"policy {text!r}: the part after ':' must be a number") from None
+    return kind, value
+
+
+@dataclass(frozen=True)
+class Config:
+    """Options of ``vap-env bench ope``."""
+
+    scenes: int = field(default=20, metadata={"help": "initial states (synthetic scenes)"})
+    policies: tuple[str, ...] = field(
+        default=DEFAULT_POLICIES,
+        metadata={"help": "policies: scripted:<action noise std>, random"},
+    )
+    skills: tuple[str, ...] = field(
+        default=SKILL_NAMES, metadata={"help": "skills of the scenes, cycled"}
+    )
+    chunks: int = field(default=4, metadata={"help": "env steps (chunks of K actions) per episode"})
+    preset: str = field(default="rt1", metadata={"help": "env preset: rt1 (the synthetic scene)"})
+    weights: str | None = field(default=None, metadata={"help": "world model (None: the preset's)"})
+    num_inference_steps: int | None = field(
+        default=None, metadata={"help": "denoising steps per chunk (None: the model's default)"}
+    )
+    object_fraction: float = field(
+        default=0.3, metadata={"help": "detector: share of object pixels in the goal region"}
+    )
+    drawer_coverage: float = field(
+        default=0.2, metadata={"help": "detector: share of a drawer goal region covered"}
+    )
+    seed: int = field(default=0, metadata={"help": "seed of the scenes, policies and model noise"})
+    device: str = field(default="cpu", metadata={"help": "torch device of the world model"})
+    threads: int = field(
+        default=0, metadata={"help": "torch intra-op threads on the CPU; 0 = torch's default"}
+    )
+    videos: int = field(
+        default=1,
+        metadata={"help": "mp4 grids (ground truth | model | skeleton) of the first N scenes"},
+    )
+    out_dir: str | None = field(
+        default=None, metadata={"help": "write ope.json, ope.md and the videos here"}
+    )
+    json: str | None = field(default=None, metadata={"help": "also write the JSON report here"})
+    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+
+    def __post_init__(self) -> None:
+        if self.scenes < 1 or self.chunks < 1 or self.videos < 0:
+            raise ValueError(
+                f"scenes={self.scenes} and chunks={self.chunks} must be >= 1, videos={self.videos} >= 0"
+            )
+        if len(self.policies) < 2:
+            raise ValueError(
+                f"policies={list(self.policies)}: ranking agreement needs at least two policies"
+            )
+        for p in self.policies:
+            parse_policy(p)
+        unknown = [s for s in self.skills if s not in SKILL_NAMES]
+        if unknown or not self.skills:
+            raise ValueError(f"skills {list(self.skills)}: unknown {unknown}; use {SKILL_NAMES}")
+
+
+def _rollout_world_model(
+    envs: Any, start: Any, policies: list[Any], seed: int, chunks: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """All policies from ``start`` in one vector env -> (videos, skeletons), each (P, 1 + n*K, H, W, 3)."""
+    obs, _ = envs.reset(seed=seed, options=start.reset_options())
+    videos = [[obs["image"][i]] for i in range(len(policies))]
+    skeletons = [[obs["skeleton"][i]] for i in range(len(policies))]
+    for _ in range(chunks):
+        actions = np.stack(
+            [p.act({k: v[i] for k, v in obs.items()}) for i, p in enumerate(policies)]
+        )
+        obs, _, _, _, info = envs.step(actions)
+        for i in range(len(policies)):
+            videos[i].extend(info["frames"][i])
+            skeletons[i].extend(info["skeleton_frames"][i])
+    return np.asarray(videos), np.asarray(skeletons)
+
+
+def rollout_ground_truth(sim: Any, start: Any, policy: Any, chunks: int) -> np.ndarray:
+    """One policy from ``start`` in the simulator -> video (1 + n*K, H, W, 3)."""
+    obs = sim.reset(start.spec)
+    frames = [obs["image"]]
+    for _ in range(chunks):
+        chunk_frames, obs = sim.step(policy.act(obs))
+        frames.extend(chunk_frames)
+    return np.stack(frames)
+
+
+def _finite(x: float) -> float | None:
+    """JSON has no NaN: an undefined detector score (object not seen) becomes null."""
+    return float(x) if np.isfinite(x) else None
+
+
+def _rate(values: list[bool]) -> dict[str, Any]:
+    from benchmarks.metrics import summarize
+
+    return summarize([float(v) for v in values], name="success_rate").to_dict()
+
+
+def run(cfg: Config) -> dict[str, Any]:
+    """Evaluate every policy on every scene in both worlds; returns the report (see ``main``)."""
+    from benchmarks.st_iou import torch_threads
+
+    with torch_threads(cfg.threads):
+        return _run(cfg)
+
+
+def _run(cfg: Config) -> dict[str, Any]:
+    from tqdm.auto import tqdm
+
+    from benchmarks.ground_truth_sim import (
+        DetectorConfig,
+        GroundTruthSim,
+        SuccessDetector,
+        goal_region,
+        make_scene_start,
+    )
+    from benchmarks.metrics import mean_maximum_rank_violation, pearson
+    from vap_env.vector_env import VAPVectorEnv
+
+    overrides: dict[str, Any] = {
+        "num_inference_steps": cfg.num_inference_steps,
+        "device": cfg.device,
+        "max_episode_steps": None,
+    }
+    if cfg.weights is not None:
+        overrides["weights"] = cfg.weights
+    envs = VAPVectorEnv(num_envs=len(cfg.policies), preset=cfg.preset, **overrides)
+    k = envs.chunk_frames
+    ctx = PolicyContext(k, 1 + cfg.chunks * k, envs.config.action_mode, envs.single_action_space)
+    detector = SuccessDetector(
+        DetectorConfig(object_fraction=cfg.object_fraction, drawer_coverage=cfg.drawer_coverage)
+    )
+    out_dir = Path(cfg.out_dir) if cfg.out_dir else None
+    rows: list[dict[str, Any]] = []
+    videos_written: list[str] = []
+    start_time = time.perf_counter()
+    try:
+        sim = GroundTruthSim(envs.config.robot, envs.config.action_mode, envs.config.action_limits)
+        height, width = envs.core.height, envs.core.width
+        for s in tqdm(range(cfg.scenes), desc="ope scenes", disable=not cfg.progress):
+            skill = cfg.skills[s % len(cfg.skills)]
+            scene_seed = cfg.seed * 100_003 + s
+            start = make_scene_start(envs.config.robot, skill, scene_seed, width, height)
+            goal = goal_region(start)
+            # Each policy gets the same seed on both sides, so stochastic policies draw the same noise.
+            seeds = [scene_seed * 64 + p for p in range(len(cfg.policies))]
+            wm_policies = [
+                make_ope_policy(name, start, ctx, seed)
+                for name, seed in zip(cfg.policies, seeds, strict=True)
+            ]
+            wm_videos, skeletons = _rollout_world_model(
+                envs, start, wm_policies, scene_seed, cfg.chunks
+            )
+            gt_videos = []
+            for p, name in enumerate(cfg.policies):
+                policy = make_ope_policy(name, start, ctx, seeds[p])
+                gt_video = rollout_ground_truth(sim, start, policy, cfg.chunks)
+                gt_videos.append(gt_video)
+                gt_ok, gt_score = detector(gt_video, goal)
+                wm_ok, wm_score = detector(wm_videos[p], goal)
+                rows.append(
+                    {
+                        "scene": s,
+                        "skill": skill,
+                        "instruction": start.instruction,
+                        "policy": name,
+                        "gt_state_success": sim.state_success(),
+                        "gt_success": gt_ok,
+                        "gt_score": _finite(gt_score),
+                        "wm_success": wm_ok,
+                        "wm_score": _finite(wm_score),
+                    }
+                )
+            if out_dir is not None and s < cfg.videos:
+                from benchmarks.st_iou import upscale
+                from vap_env.video import write_video
+
+                # one row per policy: ground truth | world model | skeleton prompt
+                grid = np.concatenate(
+                    [
+                        np.concatenate(videos, axis=2)
+                        for videos in zip(gt_videos, wm_videos, skeletons, strict=True)
+                    ],
+                    axis=1,
+                )  # (T, P*H, 3*W, 3)
+                path = out_dir / f"ope_scene{s:03d}_{skill}.mp4"
+                write_video(path, upscale(grid), fps=envs.config.render_fps)
+                videos_written.append(str(path))
+    finally:
+        envs.close()
+
+    per_policy = []
+    for name in cfg.policies:
+        mine = [r for r in rows if r["policy"] == name]
+        per_policy.append(
+            {
+                "policy": name,
+                "n": len(mine),
+                "gt_success_rate": _rate([r["gt_success"] for r in mine]),
+                "wm_success_rate": _rate([r["wm_success"] for r in mine]),
+                "gt_state_success_rate": _rate([r["gt_state_success"] for r in mine]),
+            }
+        )
+    gt = [p["gt_success_rate"]["value"] for p in per_policy]
+    wm = [p["wm_success_rate"]["value"] for p in per_policy]
+    agreement = {
+        "pearson": pearson(gt, wm),
+        "mmrv": mean_maximum_rank_violation(real=gt, sim=wm),
+        "episode_agreement": float(np.mean([r["gt_success"] == r["wm_success"] for r in rows])),
+        "detector_accuracy_on_ground_truth": float(
+            np.mean([r["gt_success"] == r["gt_state_success"] for r in rows])
+        ),
+        "n_policies": len(per_policy),
+        "n_scenes": cfg.scenes,
+    }
+    return {
+        "benchmark": "ope",
+        "config": dataclasses.asdict(cfg),
+        "weights": envs.config.weights,
+        "resolution_hw": [height, width],
+        "chunk_frames": k,
+        "detector": "ground_truth_sim.SuccessDetector (sim colour prototypes, simulator goal region)",
+        "episodes": rows,
+        "policies": per_policy,
+        "agreement": agreement,
+        "videos": videos_written,
+        "seconds": time.perf_counter() - start_time,
+    }
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """Markdown: per-policy success in both worlds, then the agreement figures."""
+    from benchmarks.metrics import markdown_table
+
+    def cell(r: dict[str, Any]) -> str:
+        ci = r["ci"]
+        return f"{r['value']:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+    rows = [
+        [
+            p["policy"],
+            p["n"],
+            cell(p["gt_success_rate"]),
+            cell(p["wm_success_rate"]),
+            cell(p["gt_state_success_rate"]),
+        ]
+        for p in report["policies"]
+    ]
+    header = [
+        "policy",
+        "n",
+        "success: ground truth (detector)",
+        "success: world model (detector)",
+        "ground truth (simulator state)",
+    ]
+    a = report["agreement"]
+    return (
+        markdown_table(header, rows)
+        + f"\n\nPearson r = {a['pearson']:.3f}, MMRV = {a['mmrv']:.3f} over {a['n_policies']} "
+        f"policies x {a['n_scenes']} scenes (real = ground-truth simulator, sim = world model "
+        f"{report['weights']!r}); per-episode agreement {a['episode_agreement']:.2f}; detector "
+        f"accuracy on ground-truth videos {a['detector_accuracy_on_ground_truth']:.2f}. "
+        "Success rates are means over scenes with 95% bootstrap intervals."
+    )
+
+
+def main(cfg: Config) -> int:
+    """Run the evaluation, print the Markdown report, write JSON / Markdown / videos if asked."""
+    report = run(cfg)
+    text = format_report(report)
+    print(text)
+    targets = [Path(cfg.json)] if cfg.json else []
+    if cfg.out_dir:
+        out = Path(cfg.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "ope.md").write_text("# Offline policy evaluation\n\n" + text + "\n")
+        targets.append(out / "ope.json")
+    for path in targets:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=1) + "\n")
+    return 0

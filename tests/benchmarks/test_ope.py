@@ -1,0 +1,73 @@
+"""`vap-env bench ope`: policies in the world-model env and the ground-truth simulator, agreement."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks.metrics import mean_maximum_rank_violation, pearson
+from benchmarks.ope import Config, main, parse_policy
+from vap_env.cli import main as cli_main
+from vap_env.video import read_video
+
+
+def test_ope_end_to_end(tmp_path, capsys):
+    out = tmp_path / "ope"
+    cfg = Config(
+        scenes=2,
+        policies=("scripted:0", "random"),
+        skills=("pick", "open_drawer"),
+        chunks=1,
+        num_inference_steps=1,
+        videos=1,
+        out_dir=str(out),
+        threads=1,
+        progress=False,
+    )
+    assert main(cfg) == 0
+    report = json.loads((out / "ope.json").read_text())
+    rows = report["episodes"]
+    assert [(r["scene"], r["skill"], r["policy"]) for r in rows] == [
+        (0, "pick", "scripted:0"),
+        (0, "pick", "random"),
+        (1, "open_drawer", "scripted:0"),
+        (1, "open_drawer", "random"),
+    ]
+    # In the simulator the noise-free skill succeeds and uniform random actions do not.
+    truth = {p: [r["gt_state_success"] for r in rows if r["policy"] == p] for p in cfg.policies}
+    assert truth == {"scripted:0": [True, True], "random": [False, False]}
+    policies = {p["policy"]: p for p in report["policies"]}
+    assert policies["scripted:0"]["gt_state_success_rate"]["value"] == 1.0
+    assert policies["random"]["gt_state_success_rate"]["value"] == 0.0
+    gt = [policies[p]["gt_success_rate"]["value"] for p in cfg.policies]
+    wm = [policies[p]["wm_success_rate"]["value"] for p in cfg.policies]
+    agreement = report["agreement"]
+    assert agreement["pearson"] == pytest.approx(pearson(gt, wm))
+    assert agreement["mmrv"] == pytest.approx(mean_maximum_rank_violation(real=gt, sim=wm))
+    episode_agreement = sum(r["gt_success"] == r["wm_success"] for r in rows) / len(rows)
+    assert agreement["episode_agreement"] == pytest.approx(episode_agreement)
+    # one grid per scene asked for: rows = policies, columns = ground truth | model | skeleton
+    (video_path,) = report["videos"]
+    video = read_video(video_path)
+    h, w = report["resolution_hw"]
+    scale = -(-256 // (2 * h))
+    assert video.shape == (9, 2 * h * scale, 3 * w * scale, 3)
+    printed = capsys.readouterr().out
+    assert "Pearson r" in printed and "MMRV" in printed and "scripted:0" in printed
+    assert (out / "ope.md").read_text().startswith("# Offline policy evaluation")
+
+
+def test_policy_specs_and_config_errors():
+    assert parse_policy("scripted:0.02") == ("scripted", 0.02)
+    assert parse_policy("random") == ("random", None)
+    with pytest.raises(ValueError, match="Did you mean 'scripted'"):
+        parse_policy("scriptd:0.1")
+    with pytest.raises(ValueError, match="must be a number"):
+        parse_policy("scripted:lots")
+    with pytest.raises(ValueError, match="at least two policies"):
+        Config(policies=("random",))
+    with pytest.raises(ValueError, match="unknown"):
+        Config(skills=("juggle",))
+    with pytest.raises(ValueError, match="scripted:x"):
+        cli_main(["bench", "ope", "--policies", "random,scripted:x"])
