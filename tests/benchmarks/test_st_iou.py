@@ -1,0 +1,137 @@
+"""`vap-env bench st-iou`: per-skill table, outputs, agreement with the acceptance evaluation, sharding."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+
+from benchmarks.st_iou import VARIANTS, Config, main, torch_threads
+from vap_env.cli import main as cli_main
+from vap_env.train.evaluate import EvalConfig, evaluate
+from vap_env.video import read_video
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_per_skill_report_and_outputs(rt1_dataset_dir, tmp_path, capsys):
+    out = tmp_path / "st"
+    cfg = Config(
+        data=str(rt1_dataset_dir),
+        split="train",
+        num_inference_steps=1,
+        videos=1,
+        out_dir=str(out),
+        threads=1,
+        progress=False,
+    )
+    assert main(cfg) == 0
+    report = json.loads((out / "st_iou.json").read_text())
+    assert report["rollout"] == "env" and report["env_id"] == "VAP-RT1-v0"
+    assert report["mask_source"] == "sim" and report["n_episodes"] == 3
+    rows = report["episodes"]
+    assert [r["episode_id"] for r in rows] == ["train_000000", "train_000001", "train_000002"]
+    skills = sorted({r["skill"] for r in rows})
+    for variant in VARIANTS:
+        table = report["per_skill"][variant]
+        assert sorted(table) == sorted([*skills, "all"])
+        assert table["all"]["st_iou"]["n"] + table["all"]["st_iou"]["n_excluded"] == 3
+        assert table["all"]["st_iou"]["mask_source"] == "sim"
+        for skill in skills:
+            mine = [r[variant]["st_iou"] for r in rows if r["skill"] == skill]
+            assert table[skill]["st_iou"]["value"] == pytest.approx(sum(mine) / len(mine))
+            lo, hi = table[skill]["st_iou"]["ci"]
+            assert lo <= table[skill]["st_iou"]["value"] <= hi
+    # copy_last repeats frame 0: its SSIM is far above a random-init model's noise
+    assert report["per_skill"]["copy_last"]["all"]["ssim"]["value"] > 0.5
+    table_md = (out / "st_iou.md").read_text()
+    assert "ST-IoU [sim] (95% CI)" in table_md and "blank_skeleton" in table_md
+    assert all(f"| {s} | model |" in table_md for s in skills)
+    png = cv2.imread(report["outputs"]["png"])
+    assert png is not None and png.shape[0] > 100
+    (video_path,) = report["outputs"]["videos"]
+    video = read_video(video_path)  # recorded | skeleton | generated, upscaled x4
+    h, w = report["resolution_hw"]
+    assert video.shape == (9, 4 * h, 3 * 4 * w, 3)
+    skeleton_column = video[:, :, 4 * w : 8 * w]
+    assert skeleton_column.max() > 100  # the prompt the env rendered is drawn
+    assert "| all | model |" in capsys.readouterr().out
+
+
+def test_same_numbers_as_the_acceptance_evaluation(rt1_dataset_dir, tmp_path):
+    cfg = Config(
+        data=str(rt1_dataset_dir),
+        split="test",
+        num_inference_steps=1,
+        videos=0,
+        out_dir=str(tmp_path),
+        threads=1,
+        progress=False,
+    )
+    main(cfg)
+    mine = json.loads((tmp_path / "st_iou.json").read_text())["episodes"]
+    with torch_threads(1):  # the same float reduction order as the benchmark's threads=1
+        theirs = evaluate(
+            EvalConfig(
+                weights="tiny",
+                data_dir=str(rt1_dataset_dir),
+                split="test",
+                num_inference_steps=1,
+                rollout="env",
+            )
+        )["episodes"]
+    assert [r["episode_id"] for r in mine] == [r["episode_id"] for r in theirs]
+    for a, b in zip(mine, theirs, strict=True):
+        for variant in VARIANTS:
+            for metric in ("st_iou", "psnr", "ssim"):
+                assert a[variant][metric] == pytest.approx(b[variant][metric], abs=1e-6)
+
+
+def test_config_errors(rt1_dataset_dir, tmp_path):
+    with pytest.raises(ValueError, match="rollout"):
+        Config(data="x", rollout="dream")
+    with pytest.raises(KeyError, match="no split 'holdout'"):
+        main(Config(data=str(rt1_dataset_dir), split="holdout", out_dir=str(tmp_path)))
+    with pytest.raises(SystemExit):  # --data is required
+        cli_main(["bench", "st-iou"])
+
+
+@pytest.mark.slow
+def test_two_processes_split_the_episodes(rt1_dataset_dir, tmp_path):
+    out = tmp_path / "sharded"
+    # Two CPU processes over gloo, as accelerate launch starts them on a multi-GPU machine.
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    cmd += ["-m", "vap_env.cli", "bench", "st-iou", "--data", str(rt1_dataset_dir)]
+    cmd += ["--split", "train", "--num-inference-steps", "1", "--videos", "0", "--no-progress"]
+    cmd += ["--threads", "1", "--out-dir", str(out)]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("| all | model |") == 1  # only the main process reports
+    sharded = json.loads((out / "st_iou.json").read_text())
+    assert sharded["num_processes"] == 2 and sharded["n_episodes"] == 3
+    single = tmp_path / "single"
+    main(
+        Config(
+            data=str(rt1_dataset_dir),
+            split="train",
+            num_inference_steps=1,
+            videos=0,
+            out_dir=str(single),
+            threads=1,
+            progress=False,
+        )
+    )
+    alone = json.loads((single / "st_iou.json").read_text())
+    assert [r["episode_id"] for r in sharded["episodes"]] == [
+        r["episode_id"] for r in alone["episodes"]
+    ]
+    for a, b in zip(sharded["episodes"], alone["episodes"], strict=True):
+        for variant in VARIANTS:
+            for metric in ("st_iou", "psnr", "ssim"):
+                assert a[variant][metric] == pytest.approx(b[variant][metric], abs=1e-6)
