@@ -327,21 +327,29 @@ class DetectorConfig:
     """Thresholds of the success detector (see the module docstring for the rules)."""
 
     object_fraction: float = dataclasses.field(
-        default=0.5, metadata={"help": "'inside': share of the object's pixels in the goal region"}
+        default=0.3, metadata={"help": "'inside': share of the object's pixels in the goal region"}
     )
     drawer_coverage: float = dataclasses.field(
-        default=0.5, metadata={"help": "drawer rules: share of the region that is cabinet-coloured"}
+        default=0.2, metadata={"help": "drawer rules: share of the region that is cabinet-coloured"}
     )
     min_pixels: int = dataclasses.field(
         default=3,
         metadata={"help": "'inside': fewer object pixels than this is 'not seen': failure"},
+    )
+    min_visible: float = dataclasses.field(
+        default=0.3,
+        metadata={
+            "help": "the manipulated thing counts as seen if its pixel count is within "
+            "[min_visible, 1 / min_visible] times frame 0's ('inside') or this share of the "
+            "cabinet outside the region is still cabinet-coloured (drawer rules); unseen: failure"
+        },
     )
     masks: SimMasksConfig = dataclasses.field(
         default_factory=SimMasksConfig, metadata={"help": "the colour-prototype segmentation"}
     )
 
     def __post_init__(self) -> None:
-        for name in ("object_fraction", "drawer_coverage"):
+        for name in ("object_fraction", "drawer_coverage", "min_visible"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)}")
         if self.min_pixels < 1:
@@ -367,18 +375,29 @@ class SuccessDetector:
     def score(self, video: np.ndarray, goal: GoalRegion) -> float:
         """The rule's statistic on the last frame of ``video`` (T, H, W, 3) uint8 (NaN: not seen)."""
         mask = self.thing_mask(np.asarray(video)[-1], goal)
+        lo = self.cfg.min_visible
         if goal.rule == "inside":
             mask &= goal.window
             n = int(mask.sum())
-            return (
-                float("nan") if n < self.cfg.min_pixels else float((mask & goal.region).sum() / n)
-            )
+            # About as many object pixels as at the start, else it is not the object (noise,
+            # another thing of a similar colour) or it is hidden: no evidence of success.
+            seen = n / goal.thing_mask.sum()
+            if n < self.cfg.min_pixels or not lo <= seen <= 1.0 / lo:
+                return float("nan")
+            return float((mask & goal.region).sum() / n)
+        # The cabinet must still be there outside the region, or "cleared" would credit a video
+        # that lost the cabinet altogether.
+        rest = goal.thing_mask & ~goal.region
+        if (mask & rest).sum() < lo * rest.sum():
+            return float("nan")
         return float((mask & goal.region).sum() / goal.region.sum())
 
     def __call__(self, video: np.ndarray, goal: GoalRegion) -> tuple[bool, float]:
-        """(success, score) of ``video`` (T, H, W, 3) uint8."""
+        """(success, score) of ``video`` (T, H, W, 3) uint8; not seen (NaN score) is a failure."""
         s = self.score(video, goal)
+        if not math.isfinite(s):
+            return False, s
         if goal.rule == "inside":
-            return bool(s >= self.cfg.object_fraction) if math.isfinite(s) else False, s
+            return bool(s >= self.cfg.object_fraction), s
         covered = s >= self.cfg.drawer_coverage
         return bool(covered if goal.rule == "covered" else not covered), s

@@ -53,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.ground_truth_sim import DetectorConfig
 from vap_env.data.synth.scripted import SKILL_NAMES
 
 __all__ = [
@@ -151,10 +152,12 @@ class Config:
         default=None, metadata={"help": "denoising steps per chunk (None: the model's default)"}
     )
     object_fraction: float = field(
-        default=0.3, metadata={"help": "detector: share of object pixels in the goal region"}
+        default=DetectorConfig.object_fraction,
+        metadata={"help": "detector: share of object pixels in the goal region"},
     )
     drawer_coverage: float = field(
-        default=0.2, metadata={"help": "detector: share of a drawer goal region covered"}
+        default=DetectorConfig.drawer_coverage,
+        metadata={"help": "detector: share of a drawer goal region covered"},
     )
     seed: int = field(default=0, metadata={"help": "seed of the scenes, policies and model noise"})
     device: str = field(default="cpu", metadata={"help": "torch device of the world model"})
@@ -238,7 +241,6 @@ def _run(cfg: Config) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     from benchmarks.ground_truth_sim import (
-        DetectorConfig,
         GroundTruthSim,
         SuccessDetector,
         goal_region,

@@ -69,6 +69,16 @@ def test_detector_tells_success_from_doing_nothing(sim, skill):
     assert detector(idle, goal)[0] is False
 
 
+@pytest.mark.parametrize("skill", ["pick", "move_near", "place_into_drawer", "close_drawer"])
+def test_a_video_of_noise_is_never_a_success(skill):
+    """A world model that paints noise (e.g. untrained weights) must not be credited successes."""
+    start = make_scene_start("google_robot", skill, seed=5, width=W, height=H)
+    goal = goal_region(start)
+    noise = np.random.default_rng(0).integers(0, 256, (3, H, W, 3), dtype=np.uint8)
+    ok, score = SuccessDetector()(noise, goal)
+    assert ok is False and np.isnan(score)  # "not seen", not a low or high score
+
+
 def test_detector_checks_resolution_and_thresholds():
     start = make_scene_start("google_robot", "pick", seed=1, width=W, height=H)
     goal = goal_region(start)

@@ -62,8 +62,8 @@ class Config:
     threads: int = field(
         default=1,
         metadata={
-            "help": "torch CPU threads (1: the tiny model's kernels are too small to gain from "
-            "more, and a busy 2-core machine slows down badly with 2); 0 = torch's default"
+            "help": "torch CPU threads; 1 because on a busy 2-core machine a tiny chunk took "
+            "4-11 CPU-s with 2 threads (oversubscribed) and 0.5 with 1; 0 = torch's default"
         },
     )
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
