@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import psutil
+from tqdm import tqdm
 
 __all__ = ["Config", "main", "run"]
 
@@ -107,7 +108,7 @@ def run(cfg: Config, num_envs: int) -> dict[str, Any]:
             obs, *_ = envs.step(_actions(envs, obs, rng, cfg.action_fraction))
         rss_before = _rss_mb()
         step_s, kin_s, wm_s = [], [], []
-        for _ in range(cfg.steps):
+        for _ in tqdm(range(cfg.steps), desc=f"{num_envs} env(s)", leave=False):
             actions = _actions(envs, obs, rng, cfg.action_fraction)
             t0 = time.perf_counter()
             obs, _, _, _, info = envs.step(actions)
