@@ -51,6 +51,9 @@ class Config:
         metadata={"help": "delta actions: noise amplitude as a fraction of the bounds"},
     )
     device: str = field(default="cpu", metadata={"help": "torch device of the world model"})
+    threads: int | None = field(
+        default=None, metadata={"help": "torch intra-op threads (None: torch's default)"}
+    )
     seed: int = field(default=0, metadata={"help": "seed of the envs and the policy"})
     json: str | None = field(default=None, metadata={"help": "write the results here"})
 
@@ -143,6 +146,8 @@ def main(cfg: Config) -> int:
     """Run the benchmark for every ``cfg.num_envs``, print a table, write ``cfg.json``."""
     import torch
 
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
     results = [run(cfg, n) for n in cfg.num_envs]
     base = results[0]["frames_per_s"]
     for r in results:
