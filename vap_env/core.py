@@ -168,7 +168,11 @@ class VAPCore:
         """
         self.np_randoms[i] = np_random
         scene_seed, torch_seed = (int(s) for s in np_random.integers(0, 2**62, size=2))
-        start = self._start_state(dict(options or {}), scene_seed)
+        try:
+            start = self._start_state(dict(options or {}), scene_seed)
+        except Exception:
+            self.started[i] = False  # a failed reset leaves the slot needing one
+            raise
         self.generators[i].manual_seed(torch_seed)
         self.q[i] = start.q
         self.gripper[i] = start.gripper

@@ -259,6 +259,8 @@ def test_unreachable_tcp_pose_and_bad_episode_raise(rt1_env):
         )
     with pytest.raises(ValueError, match=r"must be a vap_env.data.Episode"):
         rt1_env.reset(options={"episode": {"frames": []}})
+    with pytest.raises(ResetNeeded):  # a failed reset leaves the env needing one
+        rt1_env.step(np.zeros((8, 7), np.float32))
 
 
 def test_reset_from_episode_replays_logged_tcp_trajectory(make_env, rt1_dataset_dir):
