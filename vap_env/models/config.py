@@ -39,6 +39,7 @@ TRAINABLE_PARTS: tuple[str, ...] = (
 
 # Scheduler names -> diffusers class name (the classes live in sampler.SCHEDULERS).
 SCHEDULER_NAMES: tuple[str, ...] = ("ddim", "dpm")
+IMAGE_LAYOUTS: tuple[str, ...] = ("first", "repeat")
 
 # The CogVideoX VAE maps 4k+1 frames to k+1 latents (causal temporal compression by 4).
 TEMPORAL_COMPRESSION = 4
@@ -95,6 +96,15 @@ class WorldModelConfig:
     )
     control_scale: float = field(
         default=1.0, metadata={"help": "ControlNet conditioning scale at generation"}
+    )
+    image_layout: str = field(
+        default="first",
+        metadata={
+            "help": "where the context frame's latent sits in the channel-concatenated image latents: "
+            "'first' (latent frame 0, zeros after: CogVideoX-5B-I2V's layout, required by its "
+            "pretrained weights) or 'repeat' (every latent frame: a model trained from scratch copies "
+            "the scene at each position instead of learning to carry it through attention)"
+        },
     )
     lora_rank: int = field(
         default=0,
@@ -175,6 +185,11 @@ class WorldModelConfig:
             raise ValueError(
                 f"scheduler={self.scheduler!r} is not one of {list(SCHEDULER_NAMES)}."
                 + did_you_mean(self.scheduler, list(SCHEDULER_NAMES))
+            )
+        if self.image_layout not in IMAGE_LAYOUTS:
+            raise ValueError(
+                f"image_layout={self.image_layout!r} is not one of {list(IMAGE_LAYOUTS)}."
+                + did_you_mean(self.image_layout, list(IMAGE_LAYOUTS))
             )
         if self.control_layers < 1:
             raise ValueError(f"control_layers={self.control_layers} must be >= 1")

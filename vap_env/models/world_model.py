@@ -211,6 +211,24 @@ class WorldModel(nn.Module):
         """T5 embeddings of ``instructions`` (cached per instruction), on the model's device."""
         return self.instructions(list(instructions)).to(device=self.device, dtype=self.dtype)
 
+    def image_latents(
+        self,
+        context_latent: torch.Tensor,  # (B, C, h, w): the context frame's VAE latent
+        num_frames: int,  # F', latent frames of the chunk
+    ) -> torch.Tensor:  # -> (B, F', C, h, w)
+        """The image-conditioning latents concatenated on channels with the noisy latents.
+
+        The layout is ``config.image_layout``: the context latent at frame 0 and zeros after
+        (``first``, CogVideoX-5B-I2V), or repeated at every latent frame (``repeat``).
+        """
+        if self.config.image_layout == "repeat":
+            return context_latent[:, None].expand(-1, num_frames, -1, -1, -1).contiguous()
+        image = context_latent.new_zeros(
+            (context_latent.shape[0], num_frames, *context_latent.shape[1:])
+        )
+        image[:, 0] = context_latent
+        return image
+
     def encode_video(
         self,
         frames: torch.Tensor,  # (B, F, 3, H, W) float in [-1, 1], F = 4k+1
@@ -374,8 +392,7 @@ class WorldModel(nn.Module):
         text = self.encode_text(instructions)
         negative = self.encode_text([self.config.negative_prompt]) if scale > 1.0 else None
         control = self.encode_video(skel)
-        image = torch.zeros_like(control)
-        image[:, :1] = self.encode_video(ctx)
+        image = self.image_latents(self.encode_video(ctx)[:, 0], control.shape[1])
         latents = self.sampler.sample(
             partial(self.predict, control_scale=self.config.control_scale),
             shape=tuple(control.shape),

@@ -173,9 +173,15 @@ class LatentCache:
         return len(self.entries)
 
     def batches(
-        self, epoch: int, seed: int, rank: int, batch_size: int, device: torch.device
+        self,
+        epoch: int,
+        seed: int,
+        rank: int,
+        batch_size: int,
+        device: torch.device,
+        image_latents: Callable[[torch.Tensor, int], torch.Tensor],
     ) -> Iterator[ClipBatch]:
-        """One epoch of full batches drawn from the cache."""
+        """One epoch of full batches drawn from the cache (``image_latents``: the model's layout)."""
         rng = np.random.default_rng(np.random.SeedSequence([seed, epoch, rank]))
         perm = rng.permutation(len(self.order)).tolist()
         for b in range(len(perm) // batch_size):
@@ -183,8 +189,7 @@ class LatentCache:
             items = [self.entries[k] for k in keys]
             stack = [torch.stack([it[j] for it in items]).to(device) for j in range(1, 5)]
             latents, control, image0, region = stack
-            image = torch.zeros_like(latents)
-            image[:, 0] = image0
+            image = image_latents(image0, latents.shape[1])
             yield ClipBatch(
                 [it[0] for it in items],
                 keys=keys,
@@ -242,8 +247,7 @@ class TrainingModule(nn.Module):
     def _encode_direct(self, batch: ClipBatch) -> Encoded:
         wm, dcfg = self.wm, self.cfg.diffusion
         latents = wm.encode_video(batch.video)
-        image = torch.zeros_like(latents)
-        image[:, :1] = wm.encode_video(batch.context[:, None])
+        image = wm.image_latents(wm.encode_video(batch.context[:, None])[:, 0], latents.shape[1])
         mask = skeleton_mask(batch.skeleton, dcfg.mask_threshold, dcfg.mask_dilation)
         region = pool_to_latents(mask, latents.shape[1], tuple(latents.shape[-2:]))
         return Encoded(latents, wm.encode_video(batch.skeleton), image, region)
@@ -284,8 +288,7 @@ class TrainingModule(nn.Module):
         latents, control, image0, region = (
             torch.stack([it[j] for it in items]).to(device) for j in range(1, 5)
         )
-        image = torch.zeros_like(latents)
-        image[:, 0] = image0
+        image = self.wm.image_latents(image0, latents.shape[1])
         return Encoded(latents, control, image, region)
 
     def _diffusion(self, batch: ClipBatch, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -567,7 +570,12 @@ class Trainer:
                     self.module.encode(ClipBatch.from_items(batch, acc.device))
                 cache.complete = True
             yield from cache.batches(
-                epoch, self.cfg.seed, acc.process_index, self.cfg.batch_size, acc.device
+                epoch,
+                self.cfg.seed,
+                acc.process_index,
+                self.cfg.batch_size,
+                acc.device,
+                self.module.wm.image_latents,
             )
             return
         for batch in self.dataset_factory(epoch):

@@ -34,6 +34,7 @@ def test_presets_load_and_are_consistent():
         ("trainable", ("contrlnet",), "Did you mean 'controlnet'"),
         ("trainable", ("text_encoder",), "text encoder is frozen"),
         ("transformer", {}, "is empty"),
+        ("image_layout", "repaet", "Did you mean 'repeat'"),
     ],
 )
 def test_config_rejects_bad_values(field, value, message):

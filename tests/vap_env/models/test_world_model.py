@@ -234,3 +234,16 @@ def test_construction_is_deterministic_under_the_config_seed():
     torch.manual_seed(456)
     assert torch.equal(a, lora_a(0))
     assert not torch.equal(a, lora_a(1))
+
+
+@pytest.mark.parametrize("layout", ["first", "repeat"])
+def test_image_latent_layouts(layout):
+    wm = load_world_model("tiny", image_layout=layout)
+    ctx = torch.randn(2, wm.latent_channels, *wm.latent_size)
+    image = wm.image_latents(ctx, 3)  # (2, 3, C, h, w)
+    assert image.shape == (2, 3, wm.latent_channels, *wm.latent_size)
+    assert torch.equal(image[:, 0], ctx)
+    if layout == "first":  # CogVideoX-5B-I2V: zeros after the context frame
+        assert not image[:, 1:].any()
+    else:
+        assert torch.equal(image[:, 1], ctx) and torch.equal(image[:, 2], ctx)

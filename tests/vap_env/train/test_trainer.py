@@ -175,7 +175,7 @@ def test_latent_cache_matches_direct_encoding(micro_model_dir, synthetic_clips):
         )
     again = module.encode(batch)  # served from the cache
     assert torch.equal(again.latents, cached.latents) and torch.equal(again.region, cached.region)
-    from_cache = next(module.cache.batches(1, 0, 0, 2, torch.device("cpu")))
+    from_cache = next(module.cache.batches(1, 0, 0, 2, torch.device("cpu"), wm.image_latents))
     assert sorted(from_cache.keys) == sorted(batch.keys) and from_cache.context is None
     batch.keys = None
     with pytest.raises(ValueError, match="episode_id"):
