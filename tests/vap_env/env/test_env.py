@@ -338,3 +338,18 @@ def test_weights_from_a_saved_directory_and_bad_weights(make_env, tmp_path, smal
     np.testing.assert_array_equal(frames[0], frames[1])
     with pytest.raises(KeyError, match=r"unknown world model 'tinyy'.*Did you mean 'tiny'"):
         make_env(weights="tinyy")
+
+
+def test_reset_from_droid_episode_replays_joint_targets(make_env, droid_dataset_dir):
+    """DROID episodes start from their logged joints and camera; joint_pos actions are next-step targets."""
+    from vap_env.data import iter_episodes
+
+    episode = next(iter(iter_episodes(droid_dataset_dir, split="train")))
+    env = make_env("VAP-DROID-v0")
+    obs, info = env.reset(seed=0, options={"episode": episode})
+    assert info["instruction"] == episode.instruction
+    np.testing.assert_allclose(obs["proprio"][:7], episode.joint_positions[0], atol=1e-5)
+    assert obs["proprio"][-1] == pytest.approx(float(episode.gripper[0]), abs=1e-6)
+    _, _, _, _, info = env.step(episode.actions[:8])
+    np.testing.assert_allclose(info["proprio"][:, :7], episode.joint_positions[1:9], atol=1e-5)
+    np.testing.assert_allclose(info["proprio"][:, -1], episode.gripper[1:9], atol=1e-5)
