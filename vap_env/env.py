@@ -214,7 +214,7 @@ class VAPEnv(gym.Env):
     a local directory or a hub id. ``render_mode="rgb_array"``: ``render()`` returns the last frame
     (or frame | skeleton with ``render_skeleton=True``). ``gym.make_vec(id, num_envs=N,
     vectorization_mode="vector_entry_point")`` builds ``VAPVectorEnv``, which batches all N envs into
-    one world-model call.
+    one world-model call; ``vap_env.sb3_vec_env.SB3VecEnv`` hands it to stable-baselines3.
 
     ## Version History
     - v0: initial release.
