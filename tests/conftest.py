@@ -11,6 +11,9 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# One intra-op thread: on a shared 2-core machine two spinning OpenMP threads per process made the
+# tiny model 10-50x slower; one thread never did. Set before torch is imported (subprocesses inherit).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TFDS_DATA_DIR", os.path.join(os.path.dirname(__file__), ".no-tfds-data"))
 
 

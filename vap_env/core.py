@@ -19,6 +19,7 @@ of the slot's torch generator, so a seeded reset fixes the whole rollout, and N 
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -55,7 +56,21 @@ def resolve_weights(weights: str) -> str:
     preset name (e.g. ``"tiny"``: random init, seeded), a local directory or a hub id.
     """
     packaged = Path(str(resources.files("vap_env").joinpath("assets", "weights", weights)))
-    return str(packaged) if packaged.is_dir() else weights
+    if packaged.is_dir():
+        return str(packaged)
+    from vap_env.models.config import load_model_preset, model_presets
+
+    if weights in model_presets():
+        preset = load_model_preset(weights)
+        if preset.backbone is None and preset.weights is None:
+            # say so loudly: a user comparing policies on noise frames would otherwise not notice
+            warnings.warn(
+                f"weights={weights!r} is the {weights!r} model preset with random (seeded) weights: "
+                "the generated frames are noise. Pass a trained checkpoint (weights='tiny-rt1', "
+                "a directory from `vap-env train`, or a real preset with its backbone).",
+                stacklevel=3,
+            )
+    return weights
 
 
 @dataclass
