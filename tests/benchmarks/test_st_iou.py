@@ -75,10 +75,14 @@ def test_same_numbers_as_the_acceptance_evaluation(rt1_dataset_dir, tmp_path):
     )
     main(cfg)
     mine = json.loads((tmp_path / "st_iou.json").read_text())["episodes"]
+    from vap_env.core import resolve_weights
+    from vap_env.env import load_env_config
+
+    default_weights = resolve_weights(load_env_config("rt1").weights)  # what the benchmark loads
     with torch_threads(1):  # the same float reduction order as the benchmark's threads=1
         theirs = evaluate(
             EvalConfig(
-                weights="tiny",
+                weights=default_weights,
                 data_dir=str(rt1_dataset_dir),
                 split="test",
                 num_inference_steps=1,
