@@ -7,7 +7,8 @@ then one autoregressive rollout of ``rollout_chunks`` chunks (each context = the
 frame) and compares the first and last chunk: the target ratio is <= 1.1, since nothing grows with
 the rollout. With ``--full-size`` it also takes the released CogVideoX-2B and -5B-I2V architectures
 with random weights (timing needs no trained weights; no download) at 320x256, 8-frame chunks,
-10 / 25 / 50 steps in bf16: seconds per chunk and peak GPU memory on a CUDA device, always next to
+10 / 25 / 50 steps in bf16 (``--full-size-batch-sizes`` for batched envs): seconds per chunk and
+peak GPU memory on a CUDA device, always next to
 the FLOPs lower bound counted by ``torch.utils.flop_counter`` on the meta device (transformer +
 ControlNet per denoising step; the VAE and the cached text encoder are left out, hence a lower
 bound). Without a GPU the full-size rows carry the FLOPs only and say that timing was skipped.
@@ -74,6 +75,9 @@ class Config:
     )
     full_size_steps: tuple[int, ...] = field(
         default=(10, 25, 50), metadata={"help": "denoising steps of the full-size rows"}
+    )
+    full_size_batch_sizes: tuple[int, ...] = field(
+        default=(1,), metadata={"help": "batch sizes of the full-size rows (GPU only)"}
     )
     full_size_height: int = field(default=256, metadata={"help": "full-size frame height"})
     full_size_width: int = field(default=320, metadata={"help": "full-size frame width"})
@@ -250,24 +254,34 @@ def full_size_rows(cfg: Config, device: torch.device) -> list[dict[str, Any]]:
         wm = None
         if device.type == "cuda":
             wm = WorldModel.from_config(model_cfg, device=device, dtype=torch.bfloat16)
-            context, skeleton, instructions = _inputs(wm, 1, cfg.seed)
         else:
             entry["note"] = "no CUDA device: timing skipped, FLOPs counted on the meta device"
-        for steps in cfg.full_size_steps:
-            row: dict[str, Any] = {
-                "steps": steps,
-                "tflops_lower_bound": steps * flops / 1e12,
-                "h100_bound_s": steps * flops / H100_BF16_DENSE_FLOPS,
-                "seconds_per_chunk": None,
-                "peak_memory_gb": None,
-            }
+        for batch in cfg.full_size_batch_sizes if wm is not None else (1,):
             if wm is not None:
-                _timed_chunk(wm, context, skeleton, instructions, steps, cfg.seed)  # warm-up
-                _reset_peak(device)
-                seconds, _, _ = _timed_chunk(wm, context, skeleton, instructions, steps, cfg.seed)
-                row["seconds_per_chunk"] = seconds
-                row["peak_memory_gb"] = _peak_memory_mb(device) / 1024
-            entry["rows"].append(row)
+                context, skeleton, instructions = _inputs(wm, batch, cfg.seed)
+                # Warm-up (kernel selection, allocator) at the fewest steps of this batch size.
+                _timed_chunk(
+                    wm, context, skeleton, instructions, min(cfg.full_size_steps), cfg.seed
+                )
+            for steps in cfg.full_size_steps:
+                row: dict[str, Any] = {
+                    "batch_size": batch,
+                    "steps": steps,
+                    "tflops_lower_bound": batch * steps * flops / 1e12,
+                    "h100_bound_s": batch * steps * flops / H100_BF16_DENSE_FLOPS,
+                    "seconds_per_chunk": None,
+                    "frames_per_second": None,
+                    "peak_memory_gb": None,
+                }
+                if wm is not None:
+                    _reset_peak(device)
+                    seconds, _, _ = _timed_chunk(
+                        wm, context, skeleton, instructions, steps, cfg.seed
+                    )
+                    row["seconds_per_chunk"] = seconds
+                    row["frames_per_second"] = batch * model_cfg.chunk_frames / seconds
+                    row["peak_memory_gb"] = _peak_memory_mb(device) / 1024
+                entry["rows"].append(row)
         del wm
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -306,10 +320,14 @@ def print_report(report: dict[str, Any]) -> None:
             f"{entry['tflops_per_step']:.1f} TFLOP per step (transformer + ControlNet)"
             + (f" [{entry['note']}]" if "note" in entry else "")
         )
-        print(f"{'steps':>7} {'s/chunk':>9} {'peak GB':>8} {'TFLOP':>8} {'H100 bound s':>13}")
+        print(
+            f"{'batch':>5} {'steps':>7} {'s/chunk':>9} {'frames/s':>9} {'peak GB':>8} {'TFLOP':>8} "
+            f"{'H100 bound s':>13}"
+        )
         for row in entry["rows"]:
             print(
-                f"{row['steps']:>7} {_fmt(row['seconds_per_chunk'], '.3f'):>9} "
+                f"{row['batch_size']:>5} {row['steps']:>7} {_fmt(row['seconds_per_chunk'], '.3f'):>9} "
+                f"{_fmt(row['frames_per_second'], '.1f'):>9} "
                 f"{_fmt(row['peak_memory_gb'], '.1f'):>8} {row['tflops_lower_bound']:>8.1f} "
                 f"{row['h100_bound_s']:>13.3f}"
             )

@@ -10,18 +10,52 @@ y down); images are RGB uint8.
     video = SkeletonRenderer(robot.spec, 320, 256).render(points, camera)   # (T, 256, 320, 3)
 """
 
-from kinematics.camera import PinholeCamera
-from kinematics.robot import (
-    IKResult,
-    LinkPoses,
-    RobotModel,
-    available_robots,
-    load_robot,
-    register_robot,
-)
-from kinematics.skeleton import SkeletonRenderer, SkeletonStyle
-from kinematics.spec import CameraSpec, Edge, EEFrame, Keypoint, KeypointSpec
-from kinematics.trajectory import demo_trajectory
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Names resolve on first use (PEP 562): transforms, cameras and the skeleton rasteriser work without
+# loading pybullet, so training from a clip cache and the world model run where pybullet is absent.
+_EXPORTS = {
+    "PinholeCamera": "kinematics.camera",
+    "IKResult": "kinematics.robot",
+    "LinkPoses": "kinematics.robot",
+    "RobotModel": "kinematics.robot",
+    "available_robots": "kinematics.robot",
+    "load_robot": "kinematics.robot",
+    "register_robot": "kinematics.robot",
+    "SkeletonRenderer": "kinematics.skeleton",
+    "SkeletonStyle": "kinematics.skeleton",
+    "CameraSpec": "kinematics.spec",
+    "Edge": "kinematics.spec",
+    "EEFrame": "kinematics.spec",
+    "Keypoint": "kinematics.spec",
+    "KeypointSpec": "kinematics.spec",
+    "demo_trajectory": "kinematics.trajectory",
+}
+
+if TYPE_CHECKING:
+    from kinematics.camera import PinholeCamera
+    from kinematics.robot import (
+        IKResult,
+        LinkPoses,
+        RobotModel,
+        available_robots,
+        load_robot,
+        register_robot,
+    )
+    from kinematics.skeleton import SkeletonRenderer, SkeletonStyle
+    from kinematics.spec import CameraSpec, Edge, EEFrame, Keypoint, KeypointSpec
+    from kinematics.trajectory import demo_trajectory
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kinematics' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CameraSpec",

@@ -21,6 +21,7 @@ from typing import Any
 COMMANDS: dict[str, str] = {
     "skeleton": "vap_env.commands.skeleton",
     "data synth": "vap_env.commands.data_synth",
+    "data cache": "vap_env.commands.data_cache",
     "train": "vap_env.commands.train",
     "train eval": "vap_env.commands.train_eval",
     "demo": "vap_env.commands.demo",
@@ -61,7 +62,9 @@ def _add_field(parser: argparse.ArgumentParser, field: dataclasses.Field, tp: An
     if tp is bool:
         kwargs["action"] = argparse.BooleanOptionalAction
     elif origin is tuple:
+        # Both "--sizes 1 8" and "--sizes 1,8"; config_from_namespace joins the pieces.
         kwargs["type"] = _parse_tuple(args[0] if args else str)
+        kwargs["nargs"] = "+"
     elif origin is typing.Literal:
         kwargs["choices"] = list(args)
         kwargs["type"] = type(args[0])
@@ -85,7 +88,13 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type) -> N
 
 def config_from_namespace(config_cls: type, ns: argparse.Namespace) -> Any:
     """Build ``config_cls`` from parsed arguments (only its own fields are read)."""
-    return config_cls(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(config_cls)})
+    values = {}
+    for f in dataclasses.fields(config_cls):
+        value = getattr(ns, f.name)
+        if isinstance(value, list):  # a tuple option given as several (comma-separated) words
+            value = tuple(item for part in value for item in part)
+        values[f.name] = value
+    return config_cls(**values)
 
 
 def _usage() -> str:

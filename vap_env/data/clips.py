@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from vap_env.data.clip_cache import ClipCache, is_clip_cache
 from vap_env.data.episode import Episode
 from vap_env.data.skeletons import render_skeleton
 
@@ -94,6 +95,7 @@ def episode_windows(episode: Episode, cfg: ClipConfig) -> list[dict[str, Any]]:
         episode, cfg.width, cfg.height, from_ground_truth=cfg.skeleton_from_ground_truth
     )  # (T, H, W, 3)
     gt = episode.ground_truth if cfg.masks else None
+    gmask = omask = None
     if gt is not None:
         gmask = (
             _resize(gt.gripper_masks.astype(np.uint8), cfg.width, cfg.height, cv2.INTER_NEAREST) > 0
@@ -101,18 +103,41 @@ def episode_windows(episode: Episode, cfg: ClipConfig) -> list[dict[str, Any]]:
         omask = (
             _resize(gt.object_masks.astype(np.uint8), cfg.width, cfg.height, cv2.INTER_NEAREST) > 0
         )
+    return _windows(
+        frames,
+        skeleton,
+        episode.actions,
+        episode.instruction,
+        episode.episode_id,
+        cfg,
+        gmask,
+        omask,
+    )
+
+
+def _windows(
+    frames: np.ndarray,  # (T, H, W, 3)
+    skeleton: np.ndarray,  # (T, H, W, 3)
+    actions: np.ndarray,  # (T, D)
+    instruction: str,
+    episode_id: str,
+    cfg: ClipConfig,
+    gmask: np.ndarray | None = None,  # (T, H, W) bool
+    omask: np.ndarray | None = None,  # (T, H, W) bool
+) -> list[dict[str, Any]]:
+    k = cfg.chunk_frames
     out = []
-    for s in starts:
+    for s in range(0, len(frames) - k, cfg.stride or k):
         item: dict[str, Any] = {
             "context": frames[s],
             "frames": frames[s + 1 : s + k + 1],
             "skeleton": skeleton[s : s + k + 1],
-            "actions": episode.actions[s : s + k].astype(np.float32),
-            "instruction": episode.instruction,
-            "episode_id": episode.episode_id,
+            "actions": actions[s : s + k].astype(np.float32),
+            "instruction": instruction,
+            "episode_id": episode_id,
             "start": s,
         }
-        if gt is not None:
+        if gmask is not None and omask is not None:
             item["gripper_mask"] = gmask[s : s + k + 1]
             item["object_mask"] = omask[s : s + k + 1]
         out.append(item)
@@ -139,7 +164,9 @@ class ClipDataset(IterableDataset):
     """Windows of an RLDS split (or of given episodes) as tensors (see the module docstring).
 
     Args:
-        source: an RT-1/DROID directory (``open_rlds``) or a sequence of ``Episode``.
+        source: an RT-1/DROID directory (``open_rlds``), a clip cache (``.npz``, see
+            ``vap_env.data.clip_cache``; no TensorFlow or pybullet needed) or a sequence of
+            ``Episode``.
         split: split to read from a directory.
         config: window size, resolution, shuffling.
         rank, world_size: shard across processes too (e.g. Accelerate); default one process.
@@ -162,7 +189,15 @@ class ClipDataset(IterableDataset):
             raise ValueError(f"rank = {rank} must be in [0, world_size = {world_size})")
         self.rank, self.world_size, self.split, self.strict = rank, world_size, split, strict
         self.epoch = 0
-        if isinstance(source, str | os.PathLike):
+        self.cache: ClipCache | None = None
+        if isinstance(source, str | os.PathLike) and is_clip_cache(source):
+            self.data_dir = os.fspath(source)
+            self.episodes = None
+            self.cache = ClipCache(self.data_dir)
+            cfg = self.config
+            self.cache.check(split, cfg.height, cfg.width, cfg.skeleton_from_ground_truth)
+            self.num_episodes = self.cache.num_episodes
+        elif isinstance(source, str | os.PathLike):
             from vap_env.data.rlds import open_rlds
 
             self.data_dir: str | None = os.fspath(source)
@@ -206,12 +241,33 @@ class ClipDataset(IterableDataset):
             else None,
         )
 
+    def _episode_windows(self, rng: np.random.Generator) -> Iterator[list[dict[str, Any]]]:
+        if self.cache is None:
+            for episode in self._episodes(rng):
+                yield episode_windows(episode, self.config)
+            return
+        shards, me = self._mine()
+        n = self.num_episodes
+        # The same visiting order as a directory of one shard: a per-epoch episode permutation.
+        order = rng.permutation(n) if self.config.shuffle else range(n)
+        for i in order:
+            if i % shards == me:
+                ep = self.cache.episode(int(i))
+                yield _windows(
+                    ep["frames"],
+                    ep["skeleton"],
+                    ep["actions"],
+                    ep["instruction"],
+                    ep["episode_id"],
+                    self.config,
+                )
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
         cfg = self.config
         rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, self.epoch]))
         buffer: list[dict[str, Any]] = []
-        for episode in self._episodes(rng):
-            for item in episode_windows(episode, cfg):
+        for windows in self._episode_windows(rng):
+            for item in windows:
                 if not cfg.shuffle:
                     yield _to_tensors(item, cfg.output)
                     continue

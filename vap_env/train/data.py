@@ -16,10 +16,22 @@ from vap_env.train.config import TrainConfig
 
 
 def check_data(cfg: TrainConfig) -> int:
-    """Open the configured dataset and split now (clear errors before any model is built).
+    """Open the configured dataset (RLDS directory or clip cache) and split now.
+
+    Errors come before any model is built.
 
     Returns the number of episodes in the split.
     """
+    from vap_env.data.clip_cache import ClipCache, is_clip_cache
+
+    if is_clip_cache(cfg.data.data_dir):
+        cache = ClipCache(cfg.data.data_dir)
+        if cache.split != cfg.data.split:
+            raise ValueError(
+                f"clip cache {cfg.data.data_dir!r} holds split {cache.split!r}, the config trains "
+                f"on data.split = {cfg.data.split!r}: set data.split or cache that split"
+            )
+        return cache.num_episodes
     from vap_env.data import open_rlds
 
     try:

@@ -1,0 +1,89 @@
+"""Clip caches: the same windows as the RLDS directory, without TensorFlow or pybullet at read time."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from vap_env.data import ClipConfig, ClipDataset
+from vap_env.data.clip_cache import ClipCache, write_clip_cache
+
+CFG = ClipConfig(
+    chunk_frames=8,
+    height=32,
+    width=40,
+    stride=4,
+    shuffle=False,
+    output="uint8",
+    masks=False,
+    skeleton_from_ground_truth=True,
+)
+
+
+@pytest.fixture(scope="module")
+def cache_path(rt1_dataset_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cache") / "train.npz"
+    return write_clip_cache(
+        rt1_dataset_dir,
+        "train",
+        out,
+        height=32,
+        width=40,
+        skeleton_from_ground_truth=True,
+        progress=False,
+    )
+
+
+def test_cache_windows_equal_the_directory_windows(rt1_dataset_dir, cache_path):
+    direct = list(ClipDataset(rt1_dataset_dir, "train", CFG))
+    cached = list(ClipDataset(cache_path, "train", CFG))
+    assert len(direct) == len(cached) > 0
+    for a, b in zip(direct, cached, strict=True):
+        assert (a["episode_id"], a["start"], a["instruction"]) == (
+            b["episode_id"],
+            b["start"],
+            b["instruction"],
+        )
+        for key in ("context", "frames", "skeleton", "actions"):
+            assert torch.equal(a[key], b[key]), key
+
+
+def test_cache_shuffle_is_seeded_and_sharded(cache_path):
+    cfg = dataclasses.replace(CFG, shuffle=True, shuffle_buffer=8, seed=3)
+
+    def keys(ds):
+        return [(x["episode_id"], x["start"]) for x in ds]
+
+    a, b = ClipDataset(cache_path, "train", cfg), ClipDataset(cache_path, "train", cfg)
+    assert keys(a) == keys(b)
+    b.set_epoch(1)
+    assert keys(a) != keys(b)
+    shards = [keys(ClipDataset(cache_path, "train", cfg, rank=r, world_size=2)) for r in (0, 1)]
+    assert not set(shards[0]) & set(shards[1])
+    assert sorted(shards[0] + shards[1]) == sorted(keys(a))
+
+
+def test_mismatched_or_broken_cache_is_a_clear_error(cache_path, tmp_path):
+    with pytest.raises(ValueError, match=r"height = 32 \(wanted 64\).*vap-env data cache"):
+        ClipDataset(cache_path, "train", dataclasses.replace(CFG, height=64))
+    with pytest.raises(ValueError, match=r"split = 'train' \(wanted 'test'\)"):
+        ClipDataset(cache_path, "test", CFG)
+    with pytest.raises(FileNotFoundError, match="vap-env data cache"):
+        ClipCache(tmp_path / "missing.npz")
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(cache_path.read_bytes()[:1000])  # a copy cut short
+    with pytest.raises(ValueError, match="not a readable clip cache"):
+        ClipCache(broken)
+    with pytest.raises(ValueError, match=r"\.npz file"):
+        write_clip_cache(cache_path.parent, "train", tmp_path / "x.bin", height=8, width=8)
+
+
+def test_cache_holds_uint8_at_the_asked_size(cache_path):
+    cache = ClipCache(cache_path)
+    ep = cache.episode(0)
+    assert ep["frames"].dtype == np.uint8 and ep["frames"].shape[1:] == (32, 40, 3)
+    assert ep["skeleton"].shape == ep["frames"].shape
+    assert ep["skeleton"].max() > 0  # the arm is drawn

@@ -1,0 +1,202 @@
+"""Clip caches: one split's frames and skeletons at the model's resolution, in one ``.npz`` file.
+
+Reading RLDS needs TensorFlow and drawing ground-truth skeletons needs pybullet; a clip cache needs
+neither. Write it where the dataset is, copy it to the training machine (a GPU box without the
+``data`` extra, say) and pass it as ``data.data_dir``::
+
+    vap-env data cache --data-dir data/synth-rt1 --split train --height 64 --width 80 \\
+        --skeleton-from-ground-truth --out data/rt1-train-64x80.npz
+    vap-env train --config tiny-rt1 --data-dir data/rt1-train-64x80.npz
+
+``ClipDataset`` cuts the same windows from a cache as from the directory (bit-identical pixels;
+without shuffling, in the same order; with it, episodes are visited in a seeded per-epoch
+permutation). Ground-truth masks are not cached: training does not read them.
+
+Arrays (episodes concatenated along time; ``lengths`` splits them):
+
+| key | shape | dtype |
+|---|---|---|
+| frames | (sum T, H, W, 3) | uint8 |
+| skeleton | (sum T, H, W, 3) | uint8 |
+| actions | (sum T, D) | float32 |
+| lengths | (N,) | int64 |
+| instruction, episode_id | (N,) | str |
+| meta | () | str (JSON: format, split, height, width, skeleton_from_ground_truth, source) |
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+CACHE_FORMAT = 1
+CACHE_SUFFIX = ".npz"
+_ARRAYS = ("frames", "skeleton", "actions", "lengths", "instruction", "episode_id", "meta")
+
+
+def is_clip_cache(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` names a clip cache (by its suffix) rather than an RLDS directory."""
+    return os.fspath(path).endswith(CACHE_SUFFIX)
+
+
+def _fix(path: str) -> str:
+    return (
+        f"write it with `vap-env data cache --data-dir <rlds dir> --split train --out {path}` "
+        "(the height, width and skeleton options must match the model and the training config)"
+    )
+
+
+def write_clip_cache(
+    source: str | os.PathLike[str],
+    split: str,
+    out: str | os.PathLike[str],
+    *,
+    height: int,
+    width: int,
+    skeleton_from_ground_truth: bool = False,
+    strict: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Resize every episode of ``split`` to ``height`` x ``width``, draw its skeleton, write ``out``.
+
+    The file appears only when complete (written to a temporary name, then renamed).
+    """
+    from tqdm.auto import tqdm
+
+    from vap_env.data.clips import _resize
+    from vap_env.data.rlds import open_rlds
+    from vap_env.data.skeletons import render_skeleton
+
+    out = Path(out)
+    if not is_clip_cache(out):
+        raise ValueError(f"out = {os.fspath(out)!r}: a clip cache is a {CACHE_SUFFIX} file")
+    reader = open_rlds(source, strict=strict)
+    frames: list[np.ndarray] = []
+    skeletons: list[np.ndarray] = []
+    actions: list[np.ndarray] = []
+    instructions: list[str] = []
+    episode_ids: list[str] = []
+    total = reader.num_episodes(split)
+    for episode in tqdm(reader.episodes(split), total=total, disable=not progress, unit="episode"):
+        frames.append(_resize(episode.frames, width, height, cv2.INTER_AREA))  # (T, H, W, 3)
+        skeletons.append(
+            render_skeleton(episode, width, height, from_ground_truth=skeleton_from_ground_truth)
+        )  # (T, H, W, 3)
+        actions.append(episode.actions.astype(np.float32))  # (T, D)
+        instructions.append(episode.instruction)
+        episode_ids.append(episode.episode_id)
+    if not frames:
+        raise ValueError(f"split {split!r} of {os.fspath(source)!r} has no episodes to cache")
+    meta = {
+        "format": CACHE_FORMAT,
+        "split": split,
+        "height": height,
+        "width": width,
+        "skeleton_from_ground_truth": skeleton_from_ground_truth,
+        "source": os.fspath(source),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:  # a file object: numpy would append ".npz" to a path
+            np.savez_compressed(
+                f,
+                frames=np.concatenate(frames),
+                skeleton=np.concatenate(skeletons),
+                actions=np.concatenate(actions),
+                lengths=np.array([len(x) for x in frames], dtype=np.int64),
+                instruction=np.array(instructions, dtype=str),
+                episode_id=np.array(episode_ids, dtype=str),
+                meta=np.array(json.dumps(meta)),
+            )
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+class ClipCache:
+    """A clip cache loaded into memory (see the module docstring).
+
+    Raises ``FileNotFoundError`` / ``ValueError`` naming the file and how to rewrite it when it is
+    missing, not a cache, or of another format.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        if not os.path.isfile(self.path):
+            raise FileNotFoundError(f"clip cache {self.path!r} does not exist; {_fix(self.path)}")
+        try:
+            with np.load(self.path, allow_pickle=False) as z:
+                missing = [k for k in _ARRAYS if k not in z.files]
+                if missing:
+                    raise KeyError(f"missing arrays {missing}")
+                arrays = {k: z[k] for k in _ARRAYS}
+            meta = json.loads(str(arrays.pop("meta")))
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as err:
+            raise ValueError(
+                f"{self.path!r} is not a readable clip cache ({err}); {_fix(self.path)}"
+            ) from err
+        if meta.get("format") != CACHE_FORMAT:
+            raise ValueError(
+                f"{self.path!r} is clip-cache format {meta.get('format')!r}, this vap-env reads "
+                f"format {CACHE_FORMAT}; {_fix(self.path)}"
+            )
+        self.meta: dict[str, Any] = meta
+        self.frames: np.ndarray = arrays["frames"]  # (sum T, H, W, 3) uint8
+        self.skeleton: np.ndarray = arrays["skeleton"]  # (sum T, H, W, 3) uint8
+        self.actions: np.ndarray = arrays["actions"]  # (sum T, D) float32
+        self.instructions: list[str] = [str(x) for x in arrays["instruction"]]
+        self.episode_ids: list[str] = [str(x) for x in arrays["episode_id"]]
+        lengths = arrays["lengths"]
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)])  # (N + 1,)
+        if self.offsets[-1] != len(self.frames) or len(self.skeleton) != len(self.frames):
+            raise ValueError(
+                f"{self.path!r}: episode lengths sum to {self.offsets[-1]} but it holds "
+                f"{len(self.frames)} frames and {len(self.skeleton)} skeleton frames (a corrupt "
+                f"cache); {_fix(self.path)}"
+            )
+
+    @property
+    def split(self) -> str:
+        """The split the cache was written from."""
+        return str(self.meta["split"])
+
+    @property
+    def num_episodes(self) -> int:
+        """Episodes in the cache."""
+        return len(self.offsets) - 1
+
+    def check(self, split: str, height: int, width: int, skeleton_from_ground_truth: bool) -> None:
+        """Raise ``ValueError`` unless the cache holds ``split`` at this size and skeleton kind."""
+        wanted = {
+            "split": split,
+            "height": height,
+            "width": width,
+            "skeleton_from_ground_truth": skeleton_from_ground_truth,
+        }
+        wrong = {k: (self.meta.get(k), v) for k, v in wanted.items() if self.meta.get(k) != v}
+        if wrong:
+            what = ", ".join(
+                f"{k} = {have!r} (wanted {want!r})" for k, (have, want) in wrong.items()
+            )
+            raise ValueError(f"clip cache {self.path!r} does not match: {what}; {_fix(self.path)}")
+
+    def episode(self, i: int) -> dict[str, Any]:
+        """Episode ``i``: frames / skeleton (T, H, W, 3) uint8, actions (T, D), instruction, id."""
+        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        return {
+            "frames": self.frames[a:b],
+            "skeleton": self.skeleton[a:b],
+            "actions": self.actions[a:b],
+            "instruction": self.instructions[i],
+            "episode_id": self.episode_ids[i],
+        }
