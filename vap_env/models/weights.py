@@ -159,6 +159,16 @@ def _hub_weights(repo: str) -> Path:
     return Path(snapshot_download(repo, allow_patterns=patterns))
 
 
+def packaged_checkpoints() -> dict[str, Path]:
+    """Checkpoints shipped inside the package (``vap_env/assets/weights/<name>``), by name."""
+    from importlib import resources
+
+    root = Path(str(resources.files("vap_env").joinpath("assets", "weights")))
+    if not root.is_dir():
+        return {}
+    return {p.name: p for p in sorted(root.iterdir()) if (p / CONFIG_FILE).is_file()}
+
+
 def _source_config(source: str | Path | WorldModelConfig) -> tuple[WorldModelConfig, Path | None]:
     if isinstance(source, WorldModelConfig):
         return source, None
@@ -166,6 +176,9 @@ def _source_config(source: str | Path | WorldModelConfig) -> tuple[WorldModelCon
     presets = model_presets()
     if text in presets:
         return load_model_preset(text), None
+    packaged = packaged_checkpoints()
+    if text in packaged:
+        return read_saved_config(packaged[text]), packaged[text]
     path = Path(text).expanduser()
     if path.is_dir():
         if (path / CONFIG_FILE).is_file():
@@ -186,8 +199,9 @@ def _source_config(source: str | Path | WorldModelConfig) -> tuple[WorldModelCon
             )
         return read_saved_config(hub_dir), hub_dir
     raise KeyError(
-        f"unknown world model {text!r}: not a preset ({presets}), an existing directory or a hub id "
-        f"(org/name).{did_you_mean(text, presets)}"
+        f"unknown world model {text!r}: not a preset ({presets}), a shipped checkpoint "
+        f"({sorted(packaged)}), an existing directory or a hub id (org/name)."
+        f"{did_you_mean(text, [*presets, *packaged])}"
     )
 
 
@@ -201,8 +215,9 @@ def load_world_model(
     """Build a world model from a preset name, a saved directory, a hub id or a config.
 
     Args:
-        source: ``"tiny"`` / ``"cogvideox-2b"`` / ``"cogvideox-5b-i2v"``, a directory written by
-            ``save_pretrained``, a hub id of one, or a ``WorldModelConfig``.
+        source: ``"tiny"`` / ``"cogvideox-2b"`` / ``"cogvideox-5b-i2v"``, a shipped checkpoint
+            (``"tiny-rt1"``), a directory written by ``save_pretrained``, a hub id of one, or a
+            ``WorldModelConfig``.
         device: where the model runs.
         dtype: compute dtype (None: the config's ``dtype``).
         **overrides: ``WorldModelConfig`` fields to replace, e.g. ``backbone="/data/CogVideoX-2b"``.

@@ -118,3 +118,15 @@ def test_backbone_dir_env_var_is_used_for_hub_ids(tmp_path, monkeypatch, tiny_ba
     monkeypatch.setenv("VAP_BACKBONE_DIR", str(tmp_path))
     wm = load_world_model("tiny", backbone="THUDM/CogVideoX-tiny")
     assert wm.transformer.config.num_layers == 4
+
+
+def test_shipped_checkpoint_loads_by_name():
+    from vap_env.models.weights import packaged_checkpoints
+
+    assert "tiny-rt1" in packaged_checkpoints()
+    wm = load_world_model("tiny-rt1")
+    assert wm.config.name == "tiny" and wm.config.image_layout == "repeat"
+    with pytest.raises(
+        KeyError, match=r"shipped checkpoint \(\['tiny-rt1'\]\).*Did you mean 'tiny-rt1'"
+    ):
+        load_world_model("tiny-rt2")
