@@ -12,7 +12,9 @@ compare the T-1 generated frames with the recorded ones. Two ways to drive the r
 
 Baselines, always through ``generate_chunk``: ``copy_last`` (every frame is the first frame: a model
 that ignores the action) and ``blank_skeleton`` (the same model with an all-black skeleton prompt:
-how much of the fidelity comes from following the prompt).
+how much of the fidelity comes from following the prompt). And a ceiling: ``vae_reconstruction``,
+the recorded frames encoded and decoded by the model's own VAE chunk by chunk (context + K frames,
+as generated): what a perfect transformer could score with this VAE.
 
 Metrics (``benchmarks.metrics``): ST-IoU with a pluggable mask source (default ``sim``: the
 simulator's gripper + manipulated-object masks for the reference, colour-prototype transfer for
@@ -32,7 +34,7 @@ import cv2
 import numpy as np
 import torch
 
-VARIANTS: tuple[str, ...] = ("model", "copy_last", "blank_skeleton")
+VARIANTS: tuple[str, ...] = ("model", "copy_last", "blank_skeleton", "vae_reconstruction")
 ROLLOUTS: tuple[str, ...] = ("skeleton", "env")
 
 
@@ -103,6 +105,21 @@ def rollout_skeleton(
     return torch.stack(frames).numpy()
 
 
+@torch.no_grad()
+def vae_reconstruction(wm, reference: np.ndarray) -> np.ndarray:
+    """The recorded video (1 + n*K, H, W, 3) uint8 through the VAE, one chunk window at a time."""
+    from vap_env.models.world_model import frames_to_uint8
+
+    k = wm.config.chunk_frames
+    frames = [torch.from_numpy(reference[0])]
+    for c in range((len(reference) - 1) // k):
+        window = torch.from_numpy(np.ascontiguousarray(reference[c * k : c * k + k + 1]))
+        x = window.permute(0, 3, 1, 2)[None].float() / 127.5 - 1.0  # (1, K+1, 3, H, W)
+        out = frames_to_uint8(wm.decode_latents(wm.encode_video(x)))  # (1, K+1, H, W, 3)
+        frames.extend(out[0, 1:])
+    return torch.stack(frames).numpy()
+
+
 def _rollout_env(env, episode, k: int, seed: int) -> np.ndarray:
     obs, _ = env.reset(seed=seed, options={"episode": episode})
     frames = [obs["image"]]
@@ -116,7 +133,7 @@ def _rollout_env(env, episode, k: int, seed: int) -> np.ndarray:
 
 
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
-    """Roll out every episode with the model and the baselines; summarise the metrics.
+    """Roll out every episode with the model, the baselines and the VAE ceiling; summarise.
 
     Returns: ``{"config", "episodes": [{id, skill, variant: {st_iou, psnr, ssim}}], "summary":
     {variant: {metric: MetricResult.to_dict()}}, "margins": {...}}``.
@@ -178,6 +195,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                 seed,
                 cfg.num_inference_steps,
             ),
+            "vae_reconstruction": vae_reconstruction(wm, reference),
         }
         row: dict[str, Any] = {"episode_id": episode.episode_id, "skill": episode.skill}
         # frame 0 is given to every variant: score the generated frames only

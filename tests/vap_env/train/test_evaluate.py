@@ -46,7 +46,7 @@ def test_rollout_feeds_back_the_last_frame_and_follows_the_seed():
 
 def _check_report(report: dict) -> None:
     summary = report["summary"]
-    assert set(summary) == {"model", "copy_last", "blank_skeleton"}
+    assert set(summary) == {"model", "copy_last", "blank_skeleton", "vae_reconstruction"}
     for variant in summary.values():
         assert variant["st_iou"]["mask_source"] == "sim" and variant["st_iou"]["n"] == 1
         assert 0.0 <= variant["st_iou"]["value"] <= 1.0
