@@ -14,7 +14,9 @@ Baselines, always through ``generate_chunk``: ``copy_last`` (every frame is the 
 that ignores the action) and ``blank_skeleton`` (the same model with an all-black skeleton prompt:
 how much of the fidelity comes from following the prompt). And a ceiling: ``vae_reconstruction``,
 the recorded frames encoded and decoded by the model's own VAE chunk by chunk (context + K frames,
-as generated): what a perfect transformer could score with this VAE.
+as generated): what a perfect transformer could score with this VAE; and ``recorded``, the recorded
+frames themselves: the metric's own ceiling (the mask source sees the generated frames only through
+their pixels, so even the truth scores below 1 at a low resolution).
 
 Metrics (``benchmarks.metrics``): ST-IoU with a pluggable mask source (default ``sim``: the
 simulator's gripper + manipulated-object masks for the reference, colour-prototype transfer for
@@ -34,7 +36,13 @@ import cv2
 import numpy as np
 import torch
 
-VARIANTS: tuple[str, ...] = ("model", "copy_last", "blank_skeleton", "vae_reconstruction")
+VARIANTS: tuple[str, ...] = (
+    "model",
+    "copy_last",
+    "blank_skeleton",
+    "vae_reconstruction",
+    "recorded",
+)
 ROLLOUTS: tuple[str, ...] = ("skeleton", "env")
 
 
@@ -196,6 +204,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                 cfg.num_inference_steps,
             ),
             "vae_reconstruction": vae_reconstruction(wm, reference),
+            "recorded": reference,
         }
         row: dict[str, Any] = {"episode_id": episode.episode_id, "skill": episode.skill}
         # frame 0 is given to every variant: score the generated frames only
@@ -247,8 +256,12 @@ def format_report(report: dict[str, Any]) -> str:
         for m in ("st_iou", "psnr", "ssim"):
             r = metrics[m]
             ci = r["ci"]
-            value = "nan" if r["value"] is None else f"{r['value']:.3f}"
-            cells.append(value + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""))
+            if r["value"] is None:  # not finite: PSNR of identical videos is infinite
+                value = "inf" if m == "psnr" else "nan"
+            else:
+                value = f"{r['value']:.3f}"
+            ci_ok = ci is not None and None not in ci
+            cells.append(value + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci_ok else ""))
         cells.append(metrics["st_iou"]["n"])
         rows.append(cells)
     table = markdown_table(["variant", f"ST-IoU ({src})", "PSNR (dB)", "SSIM", "n"], rows)

@@ -46,11 +46,20 @@ def test_rollout_feeds_back_the_last_frame_and_follows_the_seed():
 
 def _check_report(report: dict) -> None:
     summary = report["summary"]
-    assert set(summary) == {"model", "copy_last", "blank_skeleton", "vae_reconstruction"}
-    for variant in summary.values():
+    assert set(summary) == {
+        "model",
+        "copy_last",
+        "blank_skeleton",
+        "vae_reconstruction",
+        "recorded",
+    }
+    assert summary["recorded"]["ssim"]["value"] == pytest.approx(1.0)
+    assert summary["recorded"]["psnr"]["value"] is None  # infinite: the truth against itself
+    for name, variant in summary.items():
         assert variant["st_iou"]["mask_source"] == "sim" and variant["st_iou"]["n"] == 1
         assert 0.0 <= variant["st_iou"]["value"] <= 1.0
-        assert 0.0 < variant["ssim"]["value"] <= 1.0 and math.isfinite(variant["psnr"]["value"])
+        assert 0.0 < variant["ssim"]["value"] <= 1.0
+        assert name == "recorded" or math.isfinite(variant["psnr"]["value"])
     m = report["margins"]
     assert m["st_iou_minus_copy_last"] == pytest.approx(
         summary["model"]["st_iou"]["value"] - summary["copy_last"]["st_iou"]["value"]
