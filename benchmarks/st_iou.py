@@ -6,11 +6,13 @@ then compare the generated video with the recorded one (frame 0 is given, frames
 The rollout is the acceptance evaluation's (``vap_env.train.evaluate``): by default the product
 path ``rollout="env"``, i.e. ``gym.make(env_id)``, ``reset(options={"episode": ep})`` and the
 recorded actions chunk by chunk; ``rollout="skeleton"`` feeds the skeleton video of the logged
-states straight to the model. Baselines, as there: ``copy_last`` (the first frame repeated) and
-``blank_skeleton`` (the same model with an all-black prompt).
+states straight to the model. Baselines and ceilings, as there (one ``evaluate_episode`` serves
+both): ``copy_last`` (the first frame repeated), ``blank_skeleton`` (the same model with an
+all-black prompt), ``vae_reconstruction`` (the recording through the model's VAE) and ``recorded``
+(the recording itself: the metric's ceiling).
 
 Per skill (``Episode.skill``) and over all episodes: n, mean ST-IoU with a 95% bootstrap interval
-(mask source in the header), PSNR and SSIM, for the model and both baselines. Outputs in
+(mask source in the header), PSNR and SSIM, for the model, the baselines and the ceilings. Outputs in
 ``--out-dir``: ``st_iou.json`` (every episode), ``st_iou.md`` (the table), ``st_iou.png`` (bars
 per skill with the intervals) and ``videos/<episode>.mp4`` grids ``recorded | skeleton |
 generated`` for the first ``--videos`` episodes (the skeleton is the prompt the model saw).
@@ -35,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from vap_env.train.evaluate import VARIANTS, evaluate_episode
+
 __all__ = [
     "METRICS",
     "VARIANTS",
@@ -48,7 +52,6 @@ __all__ = [
     "upscale",
 ]
 
-VARIANTS: tuple[str, ...] = ("model", "copy_last", "blank_skeleton")
 METRICS: tuple[str, ...] = ("st_iou", "psnr", "ssim")
 # dataset name (RLDS) -> the env whose robot and camera it was recorded with
 DATASET_ENVS: dict[str, str] = {
@@ -100,111 +103,6 @@ class Config:
             raise ValueError(
                 f"max_episodes={self.max_episodes} and videos={self.videos} must be >= 0"
             )
-
-
-class _KeepSkeleton:
-    """Wraps an env for ``evaluate._rollout_env`` and keeps the skeleton prompt it renders."""
-
-    def __init__(self, env: Any) -> None:
-        self.env = env
-        self.skeleton: list[np.ndarray] = []  # (H, W, 3) uint8 per frame
-
-    def reset(self, **kwargs: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        obs, info = self.env.reset(**kwargs)
-        self.skeleton = [obs["skeleton"]]
-        return obs, info
-
-    def step(self, action: np.ndarray) -> tuple[Any, ...]:
-        result = self.env.step(action)
-        self.skeleton.extend(result[4]["skeleton_frames"])
-        return result
-
-
-def evaluate_episode(
-    env: Any, episode: Any, index: int, cfg: Config, source: Any
-) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Roll out one episode with the model and both baselines and score them.
-
-    Args:
-        env: the ``gym.make(env_id)`` env; its world model also drives the ``skeleton`` rollouts.
-        episode: a ``vap_env.data.Episode`` with ground truth.
-        index: the episode's index in its split (its noise seed is ``cfg.seed + index``).
-        source: the mask source (``benchmarks.masks.make_mask_source``).
-
-    Returns:
-        ``({"episode_id", "index", "skill", <variant>: {st_iou, psnr, ssim}}, videos)`` where videos
-        holds ``recorded``, ``skeleton`` and one video per variant, each (1 + n*K, H, W, 3) uint8
-        at the model's resolution.
-    """
-    import cv2
-
-    from benchmarks.masks import video_st_iou
-    from benchmarks.metrics import psnr, ssim
-    from vap_env.data import render_skeleton
-    from vap_env.train.evaluate import _resize, _rollout_env, rollout_skeleton
-
-    wm = env.unwrapped.core.world_model
-    h, w, k = wm.config.height, wm.config.width, wm.config.chunk_frames
-    gt = episode.ground_truth
-    if gt is None and source.name == "sim":
-        raise ValueError(
-            f"episode {episode.episode_id} has no ground truth: the 'sim' mask source needs a "
-            "synthetic dataset (vap-env data synth); use --mask-source motion for real data"
-        )
-    usable = 1 + (episode.num_steps - 1) // k * k
-    if usable < 1 + k:
-        raise ValueError(
-            f"episode {episode.episode_id} has {episode.num_steps} steps, fewer than one chunk "
-            f"(1 + K = {1 + k})"
-        )
-    reference = _resize(episode.frames[:usable], w, h, cv2.INTER_AREA)
-    masks = None
-    if gt is not None:
-        masks = _resize(
-            (gt.gripper_masks | gt.object_masks)[:usable].astype(np.uint8), w, h, cv2.INTER_NEAREST
-        ).astype(bool)
-    # The prompt of the acceptance evaluation: the whole arm from the ground-truth joints if known.
-    logged = render_skeleton(episode, w, h, from_ground_truth=gt is not None)[:usable]
-    seed = cfg.seed + index
-    if cfg.rollout == "env":
-        recorder = _KeepSkeleton(env)
-        generated = _rollout_env(recorder, episode, k, seed)[:usable]
-        skeleton = np.stack(recorder.skeleton)[:usable]
-    else:
-        skeleton = logged
-        generated = rollout_skeleton(
-            wm, reference[0], skeleton, episode.instruction, seed, cfg.num_inference_steps
-        )
-    videos = {
-        "recorded": reference,
-        "skeleton": skeleton,
-        "model": generated,
-        "copy_last": np.repeat(reference[:1], usable, axis=0),
-        "blank_skeleton": rollout_skeleton(
-            wm,
-            reference[0],
-            np.zeros_like(logged),
-            episode.instruction,
-            seed,
-            cfg.num_inference_steps,
-        ),
-    }
-    row: dict[str, Any] = {"episode_id": episode.episode_id, "index": index, "skill": episode.skill}
-    ref = reference[1:]
-    gt_masks = None if masks is None else masks[1:]
-    for variant in VARIANTS:
-        gen = videos[variant][1:]
-        if len(gen) != len(ref):
-            raise RuntimeError(
-                f"episode {episode.episode_id}: {variant} has {len(gen)} generated frames, the "
-                f"recording {len(ref)} (did the env truncate the replay?)"
-            )
-        row[variant] = {
-            "st_iou": video_st_iou(gen, ref, source, ground_truth=gt_masks).value,
-            "psnr": psnr(gen, ref),
-            "ssim": ssim(gen, ref),
-        }
-    return row, videos
 
 
 def upscale(video: np.ndarray, min_height: int = 256) -> np.ndarray:
@@ -397,8 +295,15 @@ def _run(cfg: Config) -> dict[str, Any] | None:
         # A corrupt record is skipped with a warning by the loader (and missing from n).
         for episode in dataset.episodes(cfg.split, select=wanted.__contains__):
             index = int(episode.episode_id.rpartition("_")[2])
-            row, videos = evaluate_episode(env, episode, index, cfg, source)
-            rows.append(row)
+            row, videos = evaluate_episode(
+                env.unwrapped.core.world_model,
+                env if cfg.rollout == "env" else None,
+                episode,
+                source,
+                seed=cfg.seed + index,
+                num_inference_steps=cfg.num_inference_steps,
+            )
+            rows.append({"episode_id": row.pop("episode_id"), "index": index, **row})
             if index < cfg.videos:
                 write_video(
                     out / "videos" / f"{episode.episode_id}.mp4",

@@ -190,7 +190,10 @@ def write_report(
         "Each episode is replayed in the env from its first frame and state (`reset(options="
         '{"episode": ep})` + its recorded actions); the generated frames are compared with the '
         "recorded ones. `copy_last` repeats the first frame (a model that ignores actions); "
-        "`blank_skeleton` is the same model with a black skeleton prompt. ST-IoU masks: "
+        "`blank_skeleton` is the same model with a black skeleton prompt. Ceilings: "
+        "`vae_reconstruction` (the recording through the model's VAE: the best any transformer "
+        "could do with it) and `recorded` (the recording itself: the best the metric gives). "
+        "ST-IoU masks: "
         f"`{st['mask_source']}` (the simulator's gripper + object masks).",
         "",
         format_table(st),

@@ -140,19 +140,124 @@ def _rollout_env(env, episode, k: int, seed: int) -> np.ndarray:
     return np.stack(frames)
 
 
+class _KeepSkeleton:
+    """Wraps an env for ``_rollout_env`` and keeps the skeleton prompt it renders."""
+
+    def __init__(self, env: Any) -> None:
+        self.env = env
+        self.skeleton: list[np.ndarray] = []  # (H, W, 3) uint8 per frame
+
+    def reset(self, **kwargs: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        self.skeleton = [obs["skeleton"]]
+        return obs, info
+
+    def step(self, action: np.ndarray) -> tuple[Any, ...]:
+        result = self.env.step(action)
+        self.skeleton.extend(result[4]["skeleton_frames"])
+        return result
+
+
+def evaluate_episode(
+    wm,
+    env: Any | None,
+    episode: Any,
+    source: Any,
+    *,
+    seed: int,
+    num_inference_steps: int | None = None,
+    skeleton_from_ground_truth: bool = True,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Roll out one episode with the model, the baselines and the ceilings; score each variant.
+
+    Args:
+        wm: the world model (the env's, when ``env`` is given).
+        env: ``gym.make(...)`` env for the product-path rollout, or None to drive ``wm`` with the
+            skeleton rendered from the logged states.
+        episode: a ``vap_env.data.Episode`` (ground truth needed by the ``sim`` mask source).
+        source: the mask source (``benchmarks.masks.make_mask_source``).
+        seed: the generation noise seed of this episode.
+
+    Returns:
+        ``({"episode_id", "skill", <variant>: {st_iou, psnr, ssim}}, videos)``; videos holds
+        ``skeleton`` (the prompt) and one video per variant, each (1 + n*K, H, W, 3) uint8 at the
+        model's resolution.
+    """
+    from benchmarks.masks import video_st_iou
+    from benchmarks.metrics import psnr, ssim
+    from vap_env.data import render_skeleton
+
+    h, w, k = wm.config.height, wm.config.width, wm.config.chunk_frames
+    gt = episode.ground_truth
+    if gt is None and source.name == "sim":
+        raise ValueError(
+            f"episode {episode.episode_id} has no ground truth: the 'sim' mask source needs a "
+            "synthetic dataset (vap-env data synth); use --mask-source motion for real data"
+        )
+    usable = 1 + (episode.num_steps - 1) // k * k
+    if usable < 1 + k:
+        raise ValueError(
+            f"episode {episode.episode_id} has {episode.num_steps} steps, fewer than one chunk "
+            f"(1 + K = {1 + k})"
+        )
+    reference = _resize(episode.frames[:usable], w, h, cv2.INTER_AREA)
+    masks = None
+    if gt is not None:
+        masks = _resize(
+            (gt.gripper_masks | gt.object_masks)[:usable].astype(np.uint8), w, h, cv2.INTER_NEAREST
+        ).astype(bool)
+    logged = render_skeleton(
+        episode, w, h, from_ground_truth=skeleton_from_ground_truth and gt is not None
+    )[:usable]
+    if env is not None:
+        recorder = _KeepSkeleton(env)
+        generated = _rollout_env(recorder, episode, k, seed)[:usable]
+        skeleton = np.stack(recorder.skeleton)[:usable]
+    else:
+        skeleton = logged
+        generated = rollout_skeleton(
+            wm, reference[0], skeleton, episode.instruction, seed, num_inference_steps
+        )
+    videos = {
+        "skeleton": skeleton,
+        "model": generated,
+        "copy_last": np.repeat(reference[:1], usable, axis=0),
+        "blank_skeleton": rollout_skeleton(
+            wm, reference[0], np.zeros_like(logged), episode.instruction, seed, num_inference_steps
+        ),
+        "vae_reconstruction": vae_reconstruction(wm, reference),
+        "recorded": reference,
+    }
+    row: dict[str, Any] = {"episode_id": episode.episode_id, "skill": episode.skill}
+    # frame 0 is given to every variant: score the generated frames only
+    ref = reference[1:]
+    gt_masks = None if masks is None else masks[1:]
+    for variant in VARIANTS:
+        gen = videos[variant][1:]
+        if len(gen) != len(ref):
+            raise RuntimeError(
+                f"episode {episode.episode_id}: {variant} has {len(gen)} generated frames, the "
+                f"recording {len(ref)} (did the env truncate the replay?)"
+            )
+        row[variant] = {
+            "st_iou": video_st_iou(gen, ref, source, ground_truth=gt_masks).value,
+            "psnr": psnr(gen, ref),
+            "ssim": ssim(gen, ref),
+        }
+    return row, videos
+
+
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """Roll out every episode with the model, the baselines and the VAE ceiling; summarise.
 
     Returns: ``{"config", "episodes": [{id, skill, variant: {st_iou, psnr, ssim}}], "summary":
     {variant: {metric: MetricResult.to_dict()}}, "margins": {...}}``.
     """
-    from benchmarks.masks import make_mask_source, video_st_iou
-    from benchmarks.metrics import psnr, ssim, summarize
-    from vap_env.data import iter_episodes, render_skeleton
+    from benchmarks.masks import make_mask_source
+    from benchmarks.metrics import summarize
+    from vap_env.data import iter_episodes
     from vap_env.models import load_world_model
 
-    wm = load_world_model(cfg.weights, device=cfg.device)
-    h, w, k = wm.config.height, wm.config.width, wm.config.chunk_frames
     source = make_mask_source(cfg.mask_source)
     env = None
     if cfg.rollout == "env":
@@ -167,55 +272,27 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
             device=cfg.device,
             max_episode_steps=None,
         )
+        wm = env.unwrapped.core.world_model  # one model for the rollout and the baselines
+    else:
+        wm = load_world_model(cfg.weights, device=cfg.device)
     rows = []
     for n, episode in enumerate(iter_episodes(cfg.data_dir, split=cfg.split)):
         if cfg.max_episodes and n >= cfg.max_episodes:
             break
-        gt = episode.ground_truth
-        if gt is None:
+        if episode.ground_truth is None:
             raise ValueError(
                 f"episode {episode.episode_id} has no ground truth: the acceptance metrics need a "
                 "synthetic dataset (vap-env data synth)"
             )
-        usable = 1 + (episode.num_steps - 1) // k * k
-        reference = _resize(episode.frames[:usable], w, h, cv2.INTER_AREA)
-        masks = _resize(
-            (gt.gripper_masks | gt.object_masks)[:usable].astype(np.uint8), w, h, cv2.INTER_NEAREST
-        ).astype(bool)
-        skeleton = render_skeleton(episode, w, h, from_ground_truth=cfg.skeleton_from_ground_truth)[
-            :usable
-        ]
-        seed = cfg.seed + n
-        videos = {
-            "model": (
-                rollout_skeleton(
-                    wm, reference[0], skeleton, episode.instruction, seed, cfg.num_inference_steps
-                )
-                if env is None
-                else _rollout_env(env, episode, k, seed)[:usable]
-            ),
-            "copy_last": np.repeat(reference[:1], usable, axis=0),
-            "blank_skeleton": rollout_skeleton(
-                wm,
-                reference[0],
-                np.zeros_like(skeleton),
-                episode.instruction,
-                seed,
-                cfg.num_inference_steps,
-            ),
-            "vae_reconstruction": vae_reconstruction(wm, reference),
-            "recorded": reference,
-        }
-        row: dict[str, Any] = {"episode_id": episode.episode_id, "skill": episode.skill}
-        # frame 0 is given to every variant: score the generated frames only
-        ref, gt_masks = reference[1:], masks[1:]
-        for name, video in videos.items():
-            gen = video[1:]
-            row[name] = {
-                "st_iou": video_st_iou(gen, ref, source, ground_truth=gt_masks).value,
-                "psnr": psnr(gen, ref),
-                "ssim": ssim(gen, ref),
-            }
+        row, _ = evaluate_episode(
+            wm,
+            env,
+            episode,
+            source,
+            seed=cfg.seed + n,
+            num_inference_steps=cfg.num_inference_steps,
+            skeleton_from_ground_truth=cfg.skeleton_from_ground_truth,
+        )
         rows.append(row)
     if env is not None:
         env.close()
