@@ -130,6 +130,30 @@ def load_env_config(
     return from_dict(EnvConfig, data)
 
 
+def resolve_env_args(
+    preset: str | None,
+    config: EnvConfig | None,
+    task: Task | str | None,
+    overrides: dict[str, Any],
+    render_mode: str | None,
+    render_modes: list[str],
+) -> tuple[EnvConfig, Task | None]:
+    """The config and task object of a ``VAPEnv`` / ``VAPVectorEnv`` from its constructor arguments.
+
+    A task name goes into the config (``EnvConfig.task``); a ``Task`` object is returned as is. An
+    unsupported ``render_mode`` is an error naming the supported ones.
+    """
+    if isinstance(task, str):
+        overrides = {**overrides, "task": task}
+        task = None
+    cfg = load_env_config(preset, config, **overrides)
+    if render_mode is not None and render_mode not in render_modes:
+        raise ValueError(
+            f"render_mode={render_mode!r} is not supported; use one of {render_modes} or None"
+        )
+    return cfg, task
+
+
 class VAPEnv(gym.Env):
     """A robot arm in a learned video world: actions move a kinematic robot, a diffusion model paints the frames.
 
@@ -230,15 +254,9 @@ class VAPEnv(gym.Env):
         task: Task | str | None = None,
         **overrides: Any,
     ) -> None:
-        if isinstance(task, str):
-            overrides["task"] = task
-            task = None
-        self.config = load_env_config(preset, config, **overrides)
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode={render_mode!r} is not supported; use one of "
-                f"{self.metadata['render_modes']} or None"
-            )
+        self.config, task = resolve_env_args(
+            preset, config, task, overrides, render_mode, self.metadata["render_modes"]
+        )
         self.render_mode = render_mode
         self.metadata = {**type(self).metadata, "render_fps": self.config.render_fps}
         self.core = VAPCore(self.config, 1, task)

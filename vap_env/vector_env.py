@@ -30,7 +30,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from vap_env.core import VAPCore
-from vap_env.env import EnvConfig, load_env_config
+from vap_env.env import EnvConfig, resolve_env_args
 from vap_env.tasks import Task
 
 __all__ = ["VAPVectorEnv"]
@@ -74,15 +74,9 @@ class VAPVectorEnv(VectorEnv):
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         **overrides: Any,
     ) -> None:
-        if isinstance(task, str):
-            overrides["task"] = task
-            task = None
-        self.config = load_env_config(preset, config, **overrides)
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode={render_mode!r} is not supported; use one of "
-                f"{self.metadata['render_modes']} or None"
-            )
+        self.config, task = resolve_env_args(
+            preset, config, task, overrides, render_mode, self.metadata["render_modes"]
+        )
         self.autoreset_mode = AutoresetMode(autoreset_mode)
         self.render_mode = render_mode
         self.metadata = {
