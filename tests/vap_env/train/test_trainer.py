@@ -201,6 +201,7 @@ def test_cached_epochs_resume_exactly(micro_model_dir, tmp_path, synthetic_clips
 
 def test_shipped_presets_load_and_point_at_real_models():
     from vap_env.models import model_presets
+    from vap_env.models.weights import packaged_checkpoints
     from vap_env.train.config import load_train_config, train_presets
 
     names = train_presets()
@@ -209,11 +210,12 @@ def test_shipped_presets_load_and_point_at_real_models():
     vae_exports = {f"runs/{n}/export" for n, c in configs.items() if c.stage == "vae"}
     for name, cfg in configs.items():
         assert cfg.name == name
-        # a recipe starts from a model preset or from the export of one of its shipped VAE stages
-        # (tiny: stage 1 VAE, an optional VAE refinement pass, then the diffusion stage)
-        assert cfg.model in model_presets() or cfg.model in vae_exports, (name, cfg.model)
+        # a recipe starts from a model preset, a shipped checkpoint, or the export of one of its
+        # shipped VAE stages (tiny: stage 1 VAE, optional VAE refinement passes, then diffusion)
+        starts = {*model_presets(), *packaged_checkpoints(), *vae_exports}
+        assert cfg.model in starts, (name, cfg.model)
         if cfg.stage == "vae":
-            assert cfg.model == "tiny" or cfg.model in vae_exports
+            assert cfg.model in {"tiny", *packaged_checkpoints(), *vae_exports}
     assert load_train_config("configs/train/tiny-rt1.yaml") == load_train_config("tiny-rt1")
     with pytest.raises(KeyError, match="Did you mean 'tiny-rt1'"):
         load_train_config("tiny-rt")
