@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -123,10 +125,27 @@ def test_backbone_dir_env_var_is_used_for_hub_ids(tmp_path, monkeypatch, tiny_ba
 def test_shipped_checkpoint_loads_by_name():
     from vap_env.models.weights import packaged_checkpoints
 
-    assert "tiny-rt1" in packaged_checkpoints()
+    assert {"tiny-rt1", "tiny-droid"} <= set(packaged_checkpoints())
     wm = load_world_model("tiny-rt1")
     assert wm.config.name == "tiny" and wm.config.image_layout == "repeat"
     with pytest.raises(
-        KeyError, match=r"shipped checkpoint \(\['tiny-rt1'\]\).*Did you mean 'tiny-rt1'"
+        KeyError, match=r"shipped checkpoint \(.*'tiny-rt1'.*Did you mean 'tiny-rt1'"
     ):
         load_world_model("tiny-rt2")
+
+
+@pytest.mark.parametrize(
+    ("env_config", "checkpoint"), [("rt1", "tiny-rt1"), ("droid", "tiny-droid")]
+)
+def test_registered_envs_default_to_shipped_checkpoints(env_config, checkpoint):
+    """Both env ids load trained weights by default, silently (random ones would warn)."""
+    from vap_env.core import resolve_weights
+    from vap_env.env import load_env_config
+
+    weights = load_env_config(env_config).weights
+    assert weights == checkpoint
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        path = resolve_weights(weights)
+    manifest = json.loads((Path(path) / "MANIFEST.json").read_text())
+    assert manifest["step"] > 0
