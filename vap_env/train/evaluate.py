@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,12 @@ class EvalConfig:
         default=None, metadata={"help": "denoising steps (None: the model config's)"}
     )
     seed: int = field(default=0, metadata={"help": "seed of the generation noise"})
+    control_scale: float | None = field(
+        default=None,
+        metadata={
+            "help": "scale of the ControlNet's skeleton residuals (None: the model config's)"
+        },
+    )
     mask_source: str = field(default="sim", metadata={"help": "ST-IoU mask source"})
     rollout: str = field(default="skeleton", metadata={"help": "'skeleton' or 'env' (see module)"})
     env_id: str = field(default="VAP-RT1-v0", metadata={"help": "env id of rollout='env'"})
@@ -72,6 +79,8 @@ class EvalConfig:
             raise ValueError(f"rollout={self.rollout!r} is not one of {list(ROLLOUTS)}")
         if self.max_episodes < 0:
             raise ValueError(f"max_episodes={self.max_episodes} must be >= 0 (0: all)")
+        if self.control_scale is not None and not math.isfinite(self.control_scale):
+            raise ValueError(f"control_scale={self.control_scale} must be a finite number")
 
 
 def _resize(video: np.ndarray, width: int, height: int, interp: int) -> np.ndarray:
@@ -275,6 +284,9 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         wm = env.unwrapped.core.world_model  # one model for the rollout and the baselines
     else:
         wm = load_world_model(cfg.weights, device=cfg.device)
+    if cfg.control_scale is not None:
+        # an inference-time knob read at every chunk: the env's model picks it up as well
+        wm.config = dataclasses.replace(wm.config, control_scale=cfg.control_scale)
     rows = []
     for n, episode in enumerate(iter_episodes(cfg.data_dir, split=cfg.split)):
         if cfg.max_episodes and n >= cfg.max_episodes:

@@ -11,7 +11,12 @@ import torch
 
 from vap_env.cli import main as cli_main
 from vap_env.models import load_world_model
-from vap_env.train.evaluate import format_report, rollout_skeleton, vae_reconstruction
+from vap_env.train.evaluate import (
+    EvalConfig,
+    format_report,
+    rollout_skeleton,
+    vae_reconstruction,
+)
 
 
 def test_rollout_feeds_back_the_last_frame_and_follows_the_seed():
@@ -102,3 +107,21 @@ def test_train_eval_command_through_the_env_writes_json(rt1_dataset_dir, tmp_pat
     assert report["config"]["split"] == "val" and report["config"]["rollout"] == "env"
     assert [r["episode_id"] for r in report["episodes"]] == ["val_000000"]
     _check_report(report)
+
+
+def test_control_scale_zero_makes_the_model_ignore_the_skeleton(rt1_dataset_dir, tmp_path):
+    """With the ControlNet's residuals scaled to 0 the rollout equals the blanked-skeleton one."""
+    reports = {}
+    for scale in ("0", "1"):
+        out = tmp_path / f"eval-{scale}.json"
+        # trained weights: a freshly built ControlNet starts at zero residuals (zero-initialised output)
+        argv = ["train", "eval", "--weights", "tiny-rt1", "--data-dir", str(rt1_dataset_dir)]
+        argv += ["--split", "val", "--num-inference-steps", "1", "--control-scale", scale]
+        assert cli_main([*argv, "--json", str(out)]) == 0
+        reports[scale] = json.loads(out.read_text())
+        assert reports[scale]["config"]["control_scale"] == float(scale)
+    ep0, ep1 = reports["0"]["episodes"][0], reports["1"]["episodes"][0]
+    assert ep0["model"] == ep0["blank_skeleton"]
+    assert ep1["model"] != ep1["blank_skeleton"]
+    with pytest.raises(ValueError, match="control_scale=nan"):
+        EvalConfig(weights="tiny", data_dir=str(rt1_dataset_dir), control_scale=float("nan"))
