@@ -10,8 +10,9 @@ y down); images are RGB uint8.
     video = SkeletonRenderer(robot.spec, 320, 256).render(points, camera)   # (T, 256, 320, 3)
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from kinematics._lazy import lazy_exports
 
 # Names resolve on first use (PEP 562): transforms, cameras and the skeleton rasteriser work without
 # loading pybullet, so training from a clip cache and the world model run where pybullet is absent.
@@ -48,13 +49,7 @@ if TYPE_CHECKING:
     from kinematics.trajectory import demo_trajectory
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'kinematics' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())
 
 
 __all__ = [

@@ -9,8 +9,9 @@ per-dataset standardisation; ``vap_env.data.synth`` renders synthetic datasets i
 Reading needs TensorFlow (the ``data`` extra) to parse tfrecord shards.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from kinematics._lazy import lazy_exports
 
 # Names resolve on first use (PEP 562): clips and clip caches load without tensorflow-datasets, so
 # a GPU machine without the ``data`` extra can train from a cache written elsewhere.
@@ -56,13 +57,7 @@ if TYPE_CHECKING:
     from vap_env.data.skills import SKILLS, skill_from_instruction
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'vap_env.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())
 
 
 __all__ = [
