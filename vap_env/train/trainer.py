@@ -186,15 +186,24 @@ class LatentCache:
         perm = rng.permutation(len(self.order)).tolist()
         for b in range(len(perm) // batch_size):
             keys = [self.order[i] for i in perm[b * batch_size : (b + 1) * batch_size]]
-            items = [self.entries[k] for k in keys]
-            stack = [torch.stack([it[j] for it in items]).to(device) for j in range(1, 5)]
-            latents, control, image0, region = stack
-            image = image_latents(image0, latents.shape[1])
             yield ClipBatch(
-                [it[0] for it in items],
+                [self.entries[k][0] for k in keys],
                 keys=keys,
-                encoded=Encoded(latents, control, image, region),
+                encoded=self.encoded(keys, device, image_latents),
             )
+
+    def encoded(
+        self,
+        keys: list[tuple[str, int]],
+        device: torch.device,
+        image_latents: Callable[[torch.Tensor, int], torch.Tensor],
+    ) -> Encoded:
+        """The cached entries of ``keys`` stacked into one batch on ``device``."""
+        items = [self.entries[k] for k in keys]
+        latents, control, image0, region = (
+            torch.stack([it[j] for it in items]).to(device) for j in range(1, 5)
+        )
+        return Encoded(latents, control, image_latents(image0, latents.shape[1]), region)
 
 
 def micro_batch_generator(seed: int, micro_step: int, process_index: int) -> torch.Generator:
@@ -283,13 +292,7 @@ class TrainingModule(nn.Module):
                     e.region[0].cpu(),
                 )
                 cache.order.append(key)
-        items = [cache.entries[k] for k in batch.keys]
-        device = batch.context.device
-        latents, control, image0, region = (
-            torch.stack([it[j] for it in items]).to(device) for j in range(1, 5)
-        )
-        image = self.wm.image_latents(image0, latents.shape[1])
-        return Encoded(latents, control, image, region)
+        return cache.encoded(batch.keys, batch.context.device, self.wm.image_latents)
 
     def _diffusion(self, batch: ClipBatch, generator: torch.Generator) -> dict[str, torch.Tensor]:
         wm, dcfg = self.wm, self.cfg.diffusion
