@@ -101,17 +101,10 @@ def plan_skill(scene_spec: SceneSpec | Mapping[str, Any], num_frames: int) -> Sk
         )
     scene = scene_for(spec.robot)
     scene.reset(spec)  # the waypoints read drawer handles etc. from the built scene
-    robot, offset = scene.robot, scene.layout.grasp_offset_m
-    q0 = np.asarray(spec.start_q or robot.home_q, dtype=np.float64)
-    start = robot.ee_pose(q0)
-    start_rot = quat_to_matrix(start[3:])
-    # The waypoints are of the grasp point, ``offset`` along the tool z axis from the TCP.
-    wps = skills._waypoints(scene, spec, start[:3] + offset * start_rot[:, 2], start_rot)
-    tcp, grip = np.zeros((num_frames, 7)), np.zeros(num_frames)
-    for t in range(num_frames):
-        pos, rot, grip[t] = skills._interpolate(wps, t / (num_frames - 1))
-        tcp[t] = np.concatenate([pos - offset * rot[:, 2], matrix_to_quat(rot)])
-    return SkillPlan(tcp, grip, q0, spec.task["instruction"], robot)
+    targets, grip = skills.tcp_targets(scene, spec, num_frames)  # (T, 4, 4), (T,)
+    tcp = np.stack([np.concatenate([m[:3, 3], matrix_to_quat(m[:3, :3])]) for m in targets])
+    q0 = np.asarray(spec.start_q or scene.robot.home_q, dtype=np.float64)
+    return SkillPlan(tcp, grip, q0, spec.task["instruction"], scene.robot)
 
 
 class ScriptedPolicy:

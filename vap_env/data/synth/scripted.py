@@ -284,6 +284,30 @@ def _interpolate(wps: list[_Waypoint], u: float) -> tuple[np.ndarray, np.ndarray
     return last.pos, last.rot, last.grip
 
 
+def tcp_targets(scene: Scene, spec: SceneSpec, num_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """The scripted TCP targets and gripper commands of ``spec.task``, one per frame.
+
+    ``scene`` must already be reset to ``spec`` (the waypoints read drawer handles and objects from
+    the built scene). The skill starts at FK of ``spec.start_q`` (the robot's home if unset).
+
+    Returns:
+        ``(targets (T, 4, 4) TCP poses in the base frame, commands (T,) closedness 0..1)``.
+    """
+    robot, offset = scene.robot, scene.layout.grasp_offset_m
+    q = np.asarray(spec.start_q or robot.home_q, dtype=np.float64)
+    start_pose = robot.ee_pose(q)
+    start_rot = quat_to_matrix(start_pose[3:])
+    # The waypoints are of the grasp point, ``offset`` along the tool z axis from the TCP.
+    wps = _waypoints(scene, spec, start_pose[:3] + offset * start_rot[:, 2], start_rot)
+    targets = np.tile(np.eye(4), (num_frames, 1, 1))
+    commands = np.zeros(num_frames)
+    for t in range(num_frames):
+        pos, rot, commands[t] = _interpolate(wps, t / (num_frames - 1))
+        targets[t, :3, :3] = rot
+        targets[t, :3, 3] = pos - offset * rot[:, 2]
+    return targets, commands
+
+
 def execute(
     scene: Scene,
     spec: SceneSpec,
@@ -305,11 +329,8 @@ def execute(
     main = main_camera or names[0]
     rendered = set(names if render is None else render) | {main}
     q = np.asarray(spec.start_q or robot.home_q, dtype=np.float64)
-    start_pose = robot.ee_pose(q)
-    start_rot = quat_to_matrix(start_pose[3:])
     offset = lay.grasp_offset_m
-    start_pos = start_pose[:3] + offset * start_rot[:, 2]
-    wps = _waypoints(scene, spec, start_pos, start_rot)
+    targets, commands = tcp_targets(scene, spec, num_frames)
 
     held: str | None = None  # object name, or "drawer:<index>"
     held_from_tcp = np.eye(4)
@@ -325,11 +346,8 @@ def execute(
     pull = -scene.cabinet_frame()[:3, 0]
     prev_cmd = 0.0
     for t in range(num_frames):
-        pos, rot, cmd = _interpolate(wps, t / (num_frames - 1))
-        tcp_target = np.eye(4)
-        tcp_target[:3, :3] = rot
-        tcp_target[:3, 3] = pos - offset * rot[:, 2]
-        goal = np.concatenate([tcp_target[:3, 3], matrix_to_quat(rot)])
+        tcp_target, cmd = targets[t], float(commands[t])
+        goal = np.concatenate([tcp_target[:3, 3], matrix_to_quat(tcp_target[:3, :3])])
         res = robot.ik(goal, q, restarts=0, max_iters=60, tol=5e-4, rot_tol_deg=0.5)
         if res.pos_err_m > 3e-3:  # warm start stuck (a big step): pay for random restarts
             retry = robot.ik(goal, q, restarts=4, max_iters=60, tol=5e-4, rot_tol_deg=0.5, seed=t)
