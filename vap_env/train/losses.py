@@ -73,8 +73,20 @@ class VAELossConfig:
     gripper_weight: float = field(
         default=2.0, metadata={"help": "reconstruction weight inside the skeleton region"}
     )
+    skeleton_fraction: float = field(
+        default=0.0,
+        metadata={
+            "help": "fraction of each batch's clips replaced by their skeleton prompt videos: the "
+            "ControlNet reads the prompt through this VAE, which otherwise never sees a line drawing"
+        },
+    )
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.skeleton_fraction < 1.0:
+            raise ValueError(
+                f"skeleton_fraction={self.skeleton_fraction} must be in [0, 1): it is the share of "
+                "clips replaced by their skeleton videos, and the VAE must still see scene clips"
+            )
         for name in ("l1_weight", "l2_weight", "kl_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 0")

@@ -249,7 +249,12 @@ class TrainingModule(nn.Module):
             region = skeleton_mask(
                 batch.skeleton, self.cfg.diffusion.mask_threshold, self.cfg.diffusion.mask_dilation
             )
-            return vae_loss(self.wm.vae, batch.video, self.cfg.vae, generator, region)
+            video = batch.video
+            n = round(self.cfg.vae.skeleton_fraction * len(video))
+            if n:
+                # Same clips, same region mask: in a skeleton video the region is the drawing.
+                video = torch.cat([batch.skeleton[:n], video[n:]])
+            return vae_loss(self.wm.vae, video, self.cfg.vae, generator, region)
         return self._diffusion(batch, generator)
 
     @torch.no_grad()

@@ -222,3 +222,26 @@ def test_shipped_presets_load_and_point_at_real_models():
     assert load_train_config("configs/train/tiny-rt1.yaml") == load_train_config("tiny-rt1")
     with pytest.raises(KeyError, match="Did you mean 'tiny-rt1'"):
         load_train_config("tiny-rt")
+
+
+def test_vae_stage_mixes_in_skeleton_videos(micro_model_dir, synthetic_clips):
+    from vap_env.train.losses import VAELossConfig, skeleton_mask, vae_loss
+
+    wm = load_world_model(str(micro_model_dir))
+    batch = ClipBatch.from_items(next(synthetic_clips()(0)), torch.device("cpu"))
+    assert not torch.equal(batch.skeleton, batch.video)
+    cfg = TrainConfig(stage="vae", vae=VAELossConfig(skeleton_fraction=0.5))
+    got = TrainingModule(wm, cfg)(batch, torch.Generator().manual_seed(0))
+    # half of the batch of 2: clip 0 is replaced by its skeleton video, clip 1 stays a scene clip
+    mixed = torch.cat([batch.skeleton[:1], batch.video[1:]])
+    region = skeleton_mask(
+        batch.skeleton, cfg.diffusion.mask_threshold, cfg.diffusion.mask_dilation
+    )
+    want = vae_loss(wm.vae, mixed, cfg.vae, torch.Generator().manual_seed(0), region)
+    torch.testing.assert_close(got["loss"], want["loss"])
+    scene_only = TrainingModule(wm, dataclasses.replace(cfg, vae=VAELossConfig()))
+    assert not torch.allclose(
+        scene_only(batch, torch.Generator().manual_seed(0))["loss"], got["loss"]
+    )
+    with pytest.raises(ValueError, match=r"skeleton_fraction=1\.0"):
+        VAELossConfig(skeleton_fraction=1.0)
