@@ -103,6 +103,12 @@ class TrainConfig:
     trainable: tuple[str, ...] | None = _help(
         "override of the model config's trainable parts (None keeps the preset's)", None
     )
+    vae_from: str | None = _help(
+        "diffusion stage: take the frozen VAE (weights and latent scale) from this saved world model "
+        "instead of the model's own, e.g. a 'vae' stage export under a different transformer; the "
+        "VAE configs must match",
+        None,
+    )
     output_dir: str = _help("run directory: checkpoints/, logs/, export/", "runs/train")
     export_dir: str | None = _help("final weights directory (None: <output_dir>/export)", None)
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "training data"})
@@ -173,6 +179,11 @@ class TrainConfig:
             raise ValueError(
                 f"stage 'vae' trains the VAE alone, but trainable={self.trainable}: "
                 "drop `trainable` or set it to [vae]"
+            )
+        if self.stage == "vae" and self.vae_from is not None:
+            raise ValueError(
+                f"vae_from={self.vae_from!r} in the vae stage, which trains the model's own VAE: "
+                "start that stage from the model to continue (model: <dir>) instead"
             )
         if self.stage == "diffusion" and self.trainable is not None and "vae" in self.trainable:
             raise ValueError(

@@ -388,6 +388,32 @@ def _source_config(model: str) -> WorldModelConfig | None:
     return None
 
 
+def take_vae(wm: WorldModel, source: str) -> None:
+    """Put the VAE (weights and latent scale) of the saved world model ``source`` into ``wm``.
+
+    Raises:
+        ValueError: the two VAE configs differ in anything but the latent scale.
+    """
+    donor = load_world_model(source, device=next(wm.vae.parameters()).device)
+
+    def arch(vae_cfg: dict[str, Any]) -> dict[str, Any]:
+        # JSON round trip: a preset's tuples and a saved config's lists compare equal
+        return json.loads(json.dumps({k: v for k, v in vae_cfg.items() if k != "scaling_factor"}))
+
+    ours, theirs = arch(wm.config.vae), arch(donor.config.vae)
+    if ours != theirs:
+        diff = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+        raise ValueError(
+            f"vae_from={source!r} holds another VAE than model {wm.config.name!r}: "
+            + ", ".join(f"{k}={theirs.get(k)!r} there, {ours.get(k)!r} here" for k in diff)
+            + "; use a model preset with the same vae section"
+        )
+    wm.vae.load_state_dict(donor.vae.state_dict())
+    scale = float(donor.vae.config.scaling_factor)
+    wm.vae.register_to_config(scaling_factor=scale)
+    wm.config = dataclasses.replace(wm.config, vae={**wm.config.vae, "scaling_factor": scale})
+
+
 def _flat_hparams(cfg: TrainConfig) -> dict[str, Any]:
     flat: dict[str, Any] = {}
 
@@ -455,6 +481,8 @@ class Trainer:
             dtype=torch.float32 if built else _WEIGHT_DTYPES[cfg.mixed_precision],
             gradient_checkpointing=cfg.gradient_checkpointing,
         )
+        if cfg.vae_from is not None:
+            take_vae(self.wm, cfg.vae_from)
         if trainable is not None:
             # Not a load_world_model override: which parts a saved model holds depends on the
             # config's trainable list, and the stage's choice must not change what is loaded.

@@ -215,6 +215,7 @@ def test_shipped_presets_load_and_point_at_real_models():
         # shipped VAE stages (tiny: stage 1 VAE, optional VAE refinement passes, then diffusion)
         starts = {*model_presets(), *packaged_checkpoints(), *vae_exports}
         assert cfg.model in starts, (name, cfg.model)
+        assert cfg.vae_from in {None, *vae_exports}, (name, cfg.vae_from)
         if cfg.stage == "vae":
             # only from-scratch presets (no pretrained backbone) train their own VAE
             scratch = {n for n in model_presets() if load_model_preset(n).backbone is None}
@@ -245,3 +246,40 @@ def test_vae_stage_mixes_in_skeleton_videos(micro_model_dir, synthetic_clips):
     )
     with pytest.raises(ValueError, match=r"skeleton_fraction=1\.0"):
         VAELossConfig(skeleton_fraction=1.0)
+
+
+def test_vae_from_puts_a_saved_vae_under_another_transformer(
+    micro_model_dir, tmp_path, synthetic_clips
+):
+    donor = load_world_model(str(micro_model_dir))
+    base = dataclasses.replace(donor.config, weights=None)  # the micro config, built afresh
+    with torch.no_grad():
+        for p in donor.vae.parameters():
+            p.add_(0.01)
+    donor.vae.register_to_config(scaling_factor=0.7)
+    donor.config = dataclasses.replace(
+        donor.config, vae={**donor.config.vae, "scaling_factor": 0.7}
+    )
+    donor.save_pretrained(tmp_path / "donor")
+    deeper = dataclasses.replace(base, transformer={**base.transformer, "num_layers": 3})
+    load_world_model(deeper).save_pretrained(tmp_path / "deeper")
+
+    cfg = _cfg(tmp_path / "deeper", tmp_path / "run", max_steps=1, checkpoint_every=0)
+    cfg = dataclasses.replace(cfg, vae_from=str(tmp_path / "donor"))
+    trainer = Trainer(cfg, dataset_factory=synthetic_clips())
+    assert len(trainer.wm.transformer.transformer_blocks) == 3
+    export = load_world_model(str(trainer.train().export_dir))
+    for (name, got), want in zip(
+        export.vae.state_dict().items(), donor.vae.state_dict().values(), strict=True
+    ):
+        assert torch.equal(got, want), name
+    assert export.vae.config.scaling_factor == 0.7 == export.config.vae["scaling_factor"]
+    assert len(export.transformer.transformer_blocks) == 3
+
+    other = dataclasses.replace(base, vae={**base.vae, "block_out_channels": [8, 8, 16]})
+    load_world_model(other).save_pretrained(tmp_path / "other")
+    bad = dataclasses.replace(cfg, vae_from=str(tmp_path / "other"))
+    with pytest.raises(ValueError, match=r"block_out_channels=\[8, 8, 16\] there"):
+        Trainer(bad, dataset_factory=synthetic_clips())
+    with pytest.raises(ValueError, match=r"vae_from=.* in the vae stage"):
+        dataclasses.replace(cfg, stage="vae")
