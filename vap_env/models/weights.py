@@ -26,7 +26,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from vap_env.config import did_you_mean, from_dict, to_dict
-from vap_env.models.config import WorldModelConfig, load_model_preset, model_presets
+from vap_env.models.config import (
+    WorldModelConfig,
+    load_model_preset,
+    model_presets,
+    resolve_dtype,
+)
 from vap_env.models.lora import is_lora_parameter
 from vap_env.models.world_model import WorldModel
 
@@ -66,8 +71,16 @@ def weights_state(wm: WorldModel) -> dict[str, torch.Tensor]:
     return state
 
 
-def save_world_model(wm: WorldModel, directory: str | Path) -> Path:
-    """Save ``wm``'s own weights and config to ``directory`` (created); returns the directory."""
+def save_world_model(
+    wm: WorldModel, directory: str | Path, *, dtype: str | torch.dtype | None = None
+) -> Path:
+    """Save ``wm``'s own weights and config to ``directory`` (created); returns the directory.
+
+    Args:
+        dtype: store the floating-point tensors in this dtype (``"float16"`` halves a float32
+            model's file); None keeps each tensor's own. Loading casts them to the model's dtype.
+    """
+    store = None if dtype is None else resolve_dtype(dtype, wm.config)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
@@ -78,6 +91,8 @@ def save_world_model(wm: WorldModel, directory: str | Path) -> Path:
         if tensor.data_ptr() in seen:
             tensor = tensor.clone()
         seen.add(tensor.data_ptr())
+        if store is not None and tensor.is_floating_point():
+            tensor = tensor.to(store)
         tensors[key] = tensor.contiguous().cpu()
     save_file(tensors, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
     meta = {

@@ -408,8 +408,13 @@ class WorldModel(nn.Module):
 
     # ------------------------------------------------------------------------------- weights I/O
 
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Write ``world_model.json`` + ``weights.safetensors`` (see ``vap_env.models.weights``)."""
+    def save_pretrained(
+        self, directory: str | Path, *, dtype: str | torch.dtype | None = None
+    ) -> Path:
+        """Write ``world_model.json`` + ``weights.safetensors`` (see ``vap_env.models.weights``).
+
+        ``dtype`` (e.g. ``"float16"``) stores the weights in that precision; None keeps theirs.
+        """
         from vap_env.models.weights import save_world_model
 
-        return save_world_model(self, directory)
+        return save_world_model(self, directory, dtype=dtype)

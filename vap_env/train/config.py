@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 from vap_env.config import did_you_mean, load_preset, load_yaml, preset_names
+from vap_env.models.config import DTYPES
 from vap_env.train.lgf import LGFConfig
 from vap_env.train.losses import DiffusionLossConfig, VAELossConfig
 
@@ -111,6 +112,11 @@ class TrainConfig:
     )
     output_dir: str = _help("run directory: checkpoints/, logs/, export/", "runs/train")
     export_dir: str | None = _help("final weights directory (None: <output_dir>/export)", None)
+    export_dtype: str | None = _help(
+        "store the exported weights as float16 / bfloat16 / float32 (None: as trained); float16 "
+        "halves a float32 model's file, and loading casts back to the model's dtype",
+        None,
+    )
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "training data"})
     optim: OptimConfig = field(
         default_factory=OptimConfig, metadata={"help": "optimiser and LR schedule"}
@@ -179,6 +185,11 @@ class TrainConfig:
             raise ValueError(
                 f"stage 'vae' trains the VAE alone, but trainable={self.trainable}: "
                 "drop `trainable` or set it to [vae]"
+            )
+        if self.export_dtype is not None and self.export_dtype not in DTYPES:
+            raise ValueError(
+                f"export_dtype={self.export_dtype!r} is not one of {list(DTYPES)}."
+                + did_you_mean(self.export_dtype, list(DTYPES))
             )
         if self.stage == "vae" and self.vae_from is not None:
             raise ValueError(

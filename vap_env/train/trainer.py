@@ -782,7 +782,7 @@ class Trainer:
         acc.wait_for_everyone()
         if acc.is_main_process:
             with atomic_directory(target, extra={"name": cfg.name, "step": self.state.step}) as d:
-                wm.save_pretrained(d)
+                wm.save_pretrained(d, dtype=cfg.export_dtype)
                 (d / "training.json").write_text(
                     json.dumps(
                         {"name": cfg.name, "stage": cfg.stage, "steps": self.state.step}, indent=1

@@ -53,6 +53,33 @@ def test_tiny_round_trip_is_bit_exact(tmp_path, chunk_inputs):
     assert torch.equal(frames(wm), frames(again))
 
 
+def test_half_precision_storage_halves_the_file_and_loads_as_float32(tmp_path, chunk_inputs):
+    wm = load_world_model("tiny")
+    perturb(wm)
+    wm.save_pretrained(tmp_path / "full")
+    wm.save_pretrained(tmp_path / "half", dtype="float16")
+    full, half = ((tmp_path / d / WEIGHTS_FILE).stat().st_size for d in ("full", "half"))
+    assert 0.45 < half / full < 0.55
+    loaded = load_world_model(tmp_path / "half")
+    for key, tensor in weights_state(loaded).items():
+        want = weights_state(wm)[key]
+        if want.is_floating_point():
+            assert tensor.dtype == torch.float32, key  # cast back to the model's dtype
+            assert torch.equal(tensor, want.half().float()), key
+        else:
+            assert torch.equal(tensor, want), key
+    context, skeleton = chunk_inputs(wm, batch=1)
+
+    def frames(model):
+        gen = torch.Generator().manual_seed(0)
+        return model.generate_chunk(context, skeleton, ["x"], generator=gen, num_inference_steps=2)
+
+    diff = (frames(wm).int() - frames(loaded).int()).abs()  # uint8 frames
+    assert 0 < diff.max() <= 3 and diff.float().mean() < 0.1
+    with pytest.raises(ValueError, match="'float8' is not one of"):
+        wm.save_pretrained(tmp_path / "bad", dtype="float8")
+
+
 def test_diffusers_directory_loads_as_backbone(tiny_backbone_dir, tiny):
     wm = load_world_model("tiny", backbone=str(tiny_backbone_dir))
     reference = tiny.transformer.state_dict()

@@ -283,3 +283,17 @@ def test_vae_from_puts_a_saved_vae_under_another_transformer(
         Trainer(bad, dataset_factory=synthetic_clips())
     with pytest.raises(ValueError, match=r"vae_from=.* in the vae stage"):
         dataclasses.replace(cfg, stage="vae")
+
+
+def test_export_dtype_stores_half_precision(micro_model_dir, tmp_path, synthetic_clips):
+    from safetensors.torch import load_file
+
+    from vap_env.models.weights import WEIGHTS_FILE
+
+    cfg = _cfg(micro_model_dir, tmp_path, max_steps=1, checkpoint_every=0, export_dtype="float16")
+    export = Trainer(cfg, dataset_factory=synthetic_clips()).train().export_dir
+    dtypes = {t.dtype for t in load_file(str(export / WEIGHTS_FILE)).values()}
+    assert torch.float16 in dtypes and torch.float32 not in dtypes
+    assert load_world_model(str(export)).dtype == torch.float32
+    with pytest.raises(ValueError, match=r"export_dtype='fp16' is not one of"):
+        dataclasses.replace(cfg, export_dtype="fp16")
