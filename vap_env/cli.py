@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "data cache": "vap_env.commands.data_cache",
     "train": "vap_env.commands.train",
     "train eval": "vap_env.commands.train_eval",
+    "train loss": "vap_env.commands.train_loss",
     "demo": "vap_env.commands.demo",
     "bench skeleton": "benchmarks.speed_skeleton",
     "bench world-model": "benchmarks.speed_world_model",

@@ -365,3 +365,65 @@ def format_report(report: dict[str, Any]) -> str:
 def write_report(report: dict[str, Any], path: str | Path) -> None:
     """JSON of ``evaluate``'s result."""
     Path(path).write_text(json.dumps(report, indent=1) + "\n")
+
+
+def diffusion_loss(
+    weights: str,
+    data_dir: str,
+    *,
+    split: str = "test",
+    train_config: str = "tiny-rt1-gpu",
+    batches: int = 12,
+    batch_size: int = 16,
+    seed: int = 123,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Mean diffusion loss of trained weights on clips of a split, for comparing models or splits.
+
+    The objective of ``train_config``'s diffusion stage (its clip windows, gripper weighting and
+    mask) with no instruction dropout. The clips, the noise and the timesteps depend on ``seed``
+    only, so two models scored with the same arguments see exactly the same inputs; a training
+    split against a held-out one measures overfitting.
+
+    Returns: ``{"loss": mean over batches, "batches", "clips", "split", "weights"}``.
+    """
+    from vap_env.models import load_world_model
+    from vap_env.train.config import load_train_config
+    from vap_env.train.data import clip_loader
+    from vap_env.train.trainer import ClipBatch, TrainingModule
+
+    if batches < 1 or batch_size < 1:
+        raise ValueError(f"batches={batches} and batch_size={batch_size} must be >= 1")
+    cfg = load_train_config(train_config)
+    cfg = dataclasses.replace(
+        cfg,
+        stage="diffusion",
+        batch_size=batch_size,
+        seed=seed,
+        cache_latents=False,
+        lgf=dataclasses.replace(cfg.lgf, weight=0.0),
+        diffusion=dataclasses.replace(cfg.diffusion, cfg_dropout=0.0),
+        data=dataclasses.replace(cfg.data, data_dir=data_dir, num_workers=0),
+    )
+    wm = load_world_model(weights, device=device)
+    module = TrainingModule(wm, cfg).eval()
+    generator = torch.Generator().manual_seed(seed)
+    losses = []
+    with torch.no_grad():
+        for batch in clip_loader(cfg, wm.config, 0, split=split, shuffle=True):
+            out = module(ClipBatch.from_items(batch, torch.device(device)), generator)
+            losses.append(out["diffusion"].item())
+            if len(losses) == batches:
+                break
+    if not losses:
+        raise ValueError(
+            f"split {split!r} of {data_dir} has fewer than batch_size={batch_size} clips: lower "
+            "--batch-size"
+        )
+    return {
+        "weights": weights,
+        "split": split,
+        "loss": float(np.mean(losses)),
+        "batches": len(losses),
+        "clips": len(losses) * batch_size,
+    }

@@ -125,3 +125,24 @@ def test_control_scale_zero_makes_the_model_ignore_the_skeleton(rt1_dataset_dir,
     assert ep1["model"] != ep1["blank_skeleton"]
     with pytest.raises(ValueError, match="control_scale=nan"):
         EvalConfig(weights="tiny", data_dir=str(rt1_dataset_dir), control_scale=float("nan"))
+
+
+def test_train_loss_command_is_seeded_and_compares_models(rt1_dataset_dir, tmp_path, capsys):
+    from vap_env.train.evaluate import diffusion_loss
+
+    out = tmp_path / "loss.json"
+    argv = ["train", "loss", "--weights", "tiny-rt1", "--data-dir", str(rt1_dataset_dir)]
+    argv += ["--split", "train", "--batches", "2", "--batch-size", "1", "--json", str(out)]
+    assert cli_main(argv) == 0
+    assert "diffusion loss" in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert result["batches"] == 2 and result["clips"] == 2 and result["split"] == "train"
+    kwargs = {"split": "train", "batches": 2, "batch_size": 1}
+    again = diffusion_loss("tiny-rt1", str(rt1_dataset_dir), **kwargs)
+    assert again["loss"] == result["loss"]  # same clips, noise and timesteps
+    other_seed = diffusion_loss("tiny-rt1", str(rt1_dataset_dir), seed=5, **kwargs)
+    untrained = diffusion_loss("tiny", str(rt1_dataset_dir), **kwargs)
+    assert other_seed["loss"] != result["loss"]
+    assert untrained["loss"] > 3 * result["loss"]  # the trained weights fit these clips far better
+    with pytest.raises(ValueError, match="fewer than batch_size=4 clips"):
+        diffusion_loss("tiny-rt1", str(rt1_dataset_dir), split="train", batch_size=4)

@@ -1,0 +1,55 @@
+"""Held-out diffusion loss of trained weights: ``vap-env train loss --weights DIR --data-dir DIR``.
+
+The training objective on a fixed draw of clips, noise and timesteps (``--seed``), so the numbers
+of two models, or of a training and a test split, compare directly (see
+``vap_env.train.evaluate.diffusion_loss``). Prints one line; ``--json PATH`` writes it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Config:
+    """Options of ``vap-env train loss``."""
+
+    weights: str = field(
+        metadata={"help": "world model: preset, shipped checkpoint name or weights directory"}
+    )
+    data_dir: str = field(metadata={"help": "RLDS dataset directory or clip cache (.npz)"})
+    split: str = field(default="test", metadata={"help": "dataset split"})
+    train_config: str = field(
+        default="tiny-rt1-gpu",
+        metadata={"help": "training preset or YAML whose loss settings and clip windows to use"},
+    )
+    batches: int = field(default=12, metadata={"help": "number of batches to average"})
+    batch_size: int = field(default=16, metadata={"help": "clips per batch"})
+    seed: int = field(default=123, metadata={"help": "seed of the clip order, noise, timesteps"})
+    device: str = field(default="cpu", metadata={"help": "torch device"})
+    json: str | None = field(default=None, metadata={"help": "write the result as JSON here"})
+
+
+def main(cfg: Config) -> int:
+    """Compute and print the loss."""
+    from vap_env.train.evaluate import diffusion_loss
+
+    result = diffusion_loss(
+        cfg.weights,
+        cfg.data_dir,
+        split=cfg.split,
+        train_config=cfg.train_config,
+        batches=cfg.batches,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        device=cfg.device,
+    )
+    print(
+        f"diffusion loss {result['loss']:.4f} ({result['batches']} batches, {result['clips']} "
+        f"clips of split {result['split']!r}, seed {cfg.seed})"
+    )
+    if cfg.json:
+        Path(cfg.json).write_text(json.dumps({**result, "seed": cfg.seed}, indent=1) + "\n")
+    return 0
