@@ -8,7 +8,7 @@ of two models, or of a training and a test split, compare directly (see
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 
@@ -36,16 +36,8 @@ def main(cfg: Config) -> int:
     """Compute and print the loss."""
     from vap_env.train.evaluate import diffusion_loss
 
-    result = diffusion_loss(
-        cfg.weights,
-        cfg.data_dir,
-        split=cfg.split,
-        train_config=cfg.train_config,
-        batches=cfg.batches,
-        batch_size=cfg.batch_size,
-        seed=cfg.seed,
-        device=cfg.device,
-    )
+    options = {k: v for k, v in asdict(cfg).items() if k != "json"}
+    result = diffusion_loss(**options)
     print(
         f"diffusion loss {result['loss']:.4f} ({result['batches']} batches, {result['clips']} "
         f"clips of split {result['split']!r}, seed {cfg.seed})"
