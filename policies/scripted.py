@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
-from kinematics.transforms import matrix_to_quat, quat_to_matrix
+from kinematics.transforms import matrix_to_pose, quat_to_matrix
 from policies.base import as_chunk
 from vap_env.actions import matrix_to_rotvec
 
@@ -102,7 +102,7 @@ def plan_skill(scene_spec: SceneSpec | Mapping[str, Any], num_frames: int) -> Sk
     scene = scene_for(spec.robot)
     scene.reset(spec)  # the waypoints read drawer handles etc. from the built scene
     targets, grip = skills.tcp_targets(scene, spec, num_frames)  # (T, 4, 4), (T,)
-    tcp = np.stack([np.concatenate([m[:3, 3], matrix_to_quat(m[:3, :3])]) for m in targets])
+    tcp = matrix_to_pose(targets)  # (T, 7)
     q0 = np.asarray(spec.start_q or scene.robot.home_q, dtype=np.float64)
     return SkillPlan(tcp, grip, q0, spec.task["instruction"], scene.robot)
 

@@ -388,6 +388,12 @@ def _source_config(model: str) -> WorldModelConfig | None:
     return None
 
 
+def set_latent_scale(wm: WorldModel, scale: float) -> None:
+    """Set the VAE's latent ``scaling_factor`` in the VAE and in ``wm.config`` (what gets saved)."""
+    wm.vae.register_to_config(scaling_factor=scale)
+    wm.config = dataclasses.replace(wm.config, vae={**wm.config.vae, "scaling_factor": scale})
+
+
 def take_vae(wm: WorldModel, source: str) -> None:
     """Put the VAE (weights and latent scale) of the saved world model ``source`` into ``wm``.
 
@@ -409,9 +415,7 @@ def take_vae(wm: WorldModel, source: str) -> None:
             + "; use a model preset with the same vae section"
         )
     wm.vae.load_state_dict(donor.vae.state_dict())
-    scale = float(donor.vae.config.scaling_factor)
-    wm.vae.register_to_config(scaling_factor=scale)
-    wm.config = dataclasses.replace(wm.config, vae={**wm.config.vae, "scaling_factor": scale})
+    set_latent_scale(wm, float(donor.vae.config.scaling_factor))
 
 
 def _flat_hparams(cfg: TrainConfig) -> dict[str, Any]:
@@ -768,11 +772,7 @@ class Trainer:
         acc, cfg = self.accelerator, self.cfg
         wm: WorldModel = acc.unwrap_model(self.model).wm
         if cfg.stage == "vae":
-            scale = self.measure_latent_scale()
-            wm.vae.register_to_config(scaling_factor=scale)
-            wm.config = dataclasses.replace(
-                wm.config, vae={**wm.config.vae, "scaling_factor": scale}
-            )
+            set_latent_scale(wm, self.measure_latent_scale())
         # The export declares the source model's trainable parts, not this stage's override, so
         # that the next stage (or a user's fine-tuning) starts from the preset's recipe.
         source = _source_config(cfg.model)

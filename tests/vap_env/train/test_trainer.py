@@ -10,7 +10,13 @@ import torch
 from vap_env.models import load_world_model
 from vap_env.train.config import TrainConfig
 from vap_env.train.lgf import LGFConfig
-from vap_env.train.trainer import TRAINABLE_FILE, ClipBatch, Trainer, TrainingModule
+from vap_env.train.trainer import (
+    TRAINABLE_FILE,
+    ClipBatch,
+    Trainer,
+    TrainingModule,
+    set_latent_scale,
+)
 
 
 def _cfg(model_dir, out, **changes) -> TrainConfig:
@@ -256,10 +262,7 @@ def test_vae_from_puts_a_saved_vae_under_another_transformer(
     with torch.no_grad():
         for p in donor.vae.parameters():
             p.add_(0.01)
-    donor.vae.register_to_config(scaling_factor=0.7)
-    donor.config = dataclasses.replace(
-        donor.config, vae={**donor.config.vae, "scaling_factor": 0.7}
-    )
+    set_latent_scale(donor, 0.7)
     donor.save_pretrained(tmp_path / "donor")
     deeper = dataclasses.replace(base, transformer={**base.transformer, "num_layers": 3})
     load_world_model(deeper).save_pretrained(tmp_path / "deeper")

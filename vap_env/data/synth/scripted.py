@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from kinematics import PinholeCamera
-from kinematics.transforms import matrix_to_quat, pose_to_matrix, quat_to_matrix
+from kinematics.transforms import matrix_to_pose, matrix_to_quat, pose_to_matrix, quat_to_matrix
 from vap_env.data.synth.scene import (
     BLOCK_HALF,
     CAB_DEPTH,
@@ -347,7 +347,7 @@ def execute(
     prev_cmd = 0.0
     for t in range(num_frames):
         tcp_target, cmd = targets[t], float(commands[t])
-        goal = np.concatenate([tcp_target[:3, 3], matrix_to_quat(tcp_target[:3, :3])])
+        goal = matrix_to_pose(tcp_target)
         res = robot.ik(goal, q, restarts=0, max_iters=60, tol=5e-4, rot_tol_deg=0.5)
         if res.pos_err_m > 3e-3:  # warm start stuck (a big step): pay for random restarts
             retry = robot.ik(goal, q, restarts=4, max_iters=60, tol=5e-4, rot_tol_deg=0.5, seed=t)
