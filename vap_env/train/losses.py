@@ -49,11 +49,23 @@ class DiffusionLossConfig:
         default=0.1,
         metadata={"help": "probability of training a sample with the empty instruction (CFG)"},
     )
+    context_noise: float = field(
+        default=0.0,
+        metadata={
+            "help": "largest std of the Gaussian noise added to the context frame's latent, drawn "
+            "per clip uniformly in [0, context_noise] (0 = off): a rollout conditions on its "
+            "own generated frames, never as clean as a recorded one"
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.gripper_weight < 1.0:
             raise ValueError(
                 f"gripper_weight={self.gripper_weight} must be >= 1 (1 weights all pixels equally)"
+            )
+        if not 0.0 <= self.context_noise < float("inf"):
+            raise ValueError(
+                f"context_noise={self.context_noise} must be a finite std >= 0 (0 turns it off)"
             )
         if not 0.0 <= self.cfg_dropout <= 1.0:
             raise ValueError(f"cfg_dropout={self.cfg_dropout} must be a probability in [0, 1]")
@@ -177,6 +189,33 @@ def diffusion_targets(
         timesteps,
         scheduler.get_velocity(x0, noise, timesteps),
     )
+
+
+def noise_context(
+    image: torch.Tensor,  # (B, F', C, h, w) I2V image latents (WorldModel.image_latents)
+    max_std: float,
+    layout: str,  # WorldModelConfig.image_layout: "first" or "repeat"
+    generator: torch.Generator,
+) -> torch.Tensor:  # -> (B, F', C, h, w)
+    """Context-frame noise augmentation for autoregressive rollouts.
+
+    In a rollout every chunk after the first is conditioned on the previous chunk's last
+    *generated* frame; trained only on clean recorded contexts, the model compounds its own errors
+    (exposure bias). Each clip's context latent gets Gaussian noise of a std drawn uniformly in
+    ``[0, max_std]``. The same noise goes to every latent frame that holds the context (frame 0 for
+    the ``first`` layout, all of them for ``repeat``); the zero frames of ``first`` stay zero, since
+    they tell the model there is no image there. No draw is made when ``max_std`` is 0, so runs
+    without the augmentation keep their random stream.
+    """
+    if max_std <= 0:
+        return image
+    b = image.shape[0]
+    std = torch.rand(b, generator=generator, dtype=torch.float32) * max_std
+    noise = torch.randn((b, 1, *image.shape[2:]), generator=generator, dtype=torch.float32)
+    noise = (std.view(b, 1, 1, 1, 1) * noise).to(image.device, image.dtype)
+    if layout == "first":
+        return torch.cat([image[:, :1] + noise, image[:, 1:]], dim=1)
+    return image + noise
 
 
 def drop_instructions(

@@ -75,6 +75,7 @@ from vap_env.train.lgf import LGFLoss, build_teacher
 from vap_env.train.losses import (
     diffusion_targets,
     drop_instructions,
+    noise_context,
     pool_to_latents,
     region_weights,
     skeleton_mask,
@@ -305,8 +306,9 @@ class TrainingModule(nn.Module):
         texts = drop_instructions(batch.instructions, dcfg.cfg_dropout, generator)
         text = wm.encode_text(texts)
         noisy, timesteps, target = diffusion_targets(wm.scheduler, enc.latents, generator)
+        image = noise_context(enc.image, dcfg.context_noise, wm.config.image_layout, generator)
         self._captured = None
-        pred = wm.predict(noisy.to(wm.dtype), timesteps, enc.image, enc.control, text)
+        pred = wm.predict(noisy.to(wm.dtype), timesteps, image, enc.control, text)
         weights = region_weights(enc.region, dcfg.gripper_weight)
         diffusion = weighted_mse(pred, target, weights)
         out = {"diffusion": diffusion.detach()}

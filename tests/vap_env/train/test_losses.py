@@ -11,6 +11,7 @@ from vap_env.train.losses import (
     VAELossConfig,
     diffusion_targets,
     drop_instructions,
+    noise_context,
     pool_to_latents,
     region_weights,
     skeleton_mask,
@@ -120,9 +121,37 @@ def test_vae_loss_trains_a_tiny_real_cogvideox_vae():
     torch.testing.assert_close(again["loss"], out["loss"])
 
 
+def test_noise_context_corrupts_only_the_context_latents():
+    g = torch.Generator().manual_seed(0)
+    context = torch.randn(3, 4, 6, 8, generator=g)  # (B, C, h, w)
+    first = torch.zeros(3, 5, 4, 6, 8)
+    first[:, 0] = context
+    repeat = context[:, None].expand(-1, 5, -1, -1, -1)
+
+    assert noise_context(first, 0.0, "first", g) is first  # off: no draw, same tensor
+
+    def run(image, layout):
+        return noise_context(image, 0.5, layout, torch.Generator().manual_seed(7))
+
+    out = run(first, "first")
+    assert torch.equal(out, run(first, "first"))  # seeded
+    assert torch.equal(out[:, 1:], first[:, 1:])  # "no image" frames stay zero
+    noise = out[:, 0] - context  # (B, C, h, w)
+    std = noise.flatten(1).std(dim=1)
+    assert (std > 0).all() and (std < 0.5 * 1.3).all()  # per-clip std drawn in [0, 0.5]
+    assert len(set(std.tolist())) == 3  # one std per clip
+    out = run(repeat, "repeat")
+    # every frame of the repeat layout holds the context: the same noise on each
+    assert torch.allclose(out - repeat, (out - repeat)[:, :1].expand_as(out))
+    assert torch.allclose(out[:, 0] - context, noise)
+
+
 def test_bad_loss_settings():
     with pytest.raises(ValueError, match=r"gripper_weight=0\.5"):
         DiffusionLossConfig(gripper_weight=0.5)
+    for bad in (-0.1, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="context_noise="):
+            DiffusionLossConfig(context_noise=bad)
     with pytest.raises(ValueError, match=r"cfg_dropout=1\.5"):
         DiffusionLossConfig(cfg_dropout=1.5)
     with pytest.raises(ValueError, match="both 0"):
