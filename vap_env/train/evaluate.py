@@ -21,7 +21,10 @@ their pixels, so even the truth scores below 1 at a low resolution).
 Metrics (``benchmarks.metrics``): ST-IoU with a pluggable mask source (default ``sim``: the
 simulator's gripper + manipulated-object masks for the reference, colour-prototype transfer for
 generated frames, see ``benchmarks.masks``), PSNR and SSIM, each as a mean with a bootstrap 95%
-interval over episodes. The mask source is reported with every ST-IoU.
+interval over episodes. The mask source is reported with every ST-IoU. ST-IoU and PSNR are also
+given chunk by chunk (mean over episodes of chunk 1, 2, ...): chunk 1 starts from a recorded frame,
+every later one from a generated frame, so the breakdown separates a model's one-chunk fidelity from
+the errors its rollout compounds.
 """
 
 from __future__ import annotations
@@ -188,12 +191,12 @@ def evaluate_episode(
         seed: the generation noise seed of this episode.
 
     Returns:
-        ``({"episode_id", "skill", <variant>: {st_iou, psnr, ssim}}, videos)``; videos holds
+        ``({"episode_id", "skill", <variant>: {st_iou, psnr, ssim, st_iou_by_chunk,
+        psnr_by_chunk}}, videos)``, the ``_by_chunk`` lists over the episode's chunks; videos holds
         ``skeleton`` (the prompt) and one video per variant, each (1 + n*K, H, W, 3) uint8 at the
         model's resolution.
     """
-    from benchmarks.masks import video_st_iou
-    from benchmarks.metrics import psnr, ssim
+    from benchmarks.metrics import psnr, ssim, st_iou
     from vap_env.data import render_skeleton
 
     h, w, k = wm.config.height, wm.config.width, wm.config.chunk_frames
@@ -241,6 +244,8 @@ def evaluate_episode(
     # frame 0 is given to every variant: score the generated frames only
     ref = reference[1:]
     gt_masks = None if masks is None else masks[1:]
+    m_ref = source.masks(ref, None, gt_masks)  # (T-1, H, W) bool
+    chunks = [slice(c * k, (c + 1) * k) for c in range(len(ref) // k)]
     for variant in VARIANTS:
         gen = videos[variant][1:]
         if len(gen) != len(ref):
@@ -248,19 +253,46 @@ def evaluate_episode(
                 f"episode {episode.episode_id}: {variant} has {len(gen)} generated frames, the "
                 f"recording {len(ref)} (did the env truncate the replay?)"
             )
+        m_gen = source.masks(gen, ref, gt_masks)
         row[variant] = {
-            "st_iou": video_st_iou(gen, ref, source, ground_truth=gt_masks).value,
+            "st_iou": st_iou(m_gen, m_ref),
             "psnr": psnr(gen, ref),
             "ssim": ssim(gen, ref),
+            # chunk c is generated from chunk c-1's last frame: how errors compound in a rollout
+            "st_iou_by_chunk": [st_iou(m_gen[c], m_ref[c]) for c in chunks],
+            "psnr_by_chunk": [psnr(gen[c], ref[c]) for c in chunks],
         }
     return row, videos
+
+
+def _by_chunk(rows: list[dict[str, Any]]) -> dict[str, dict[str, list[Any]]]:
+    """Per variant: mean ST-IoU and PSNR of chunk c over the episodes that have a chunk c.
+
+    Episodes differ in length, so ``n[c]`` counts the episodes behind chunk c; NaN ST-IoUs (both
+    masks empty) are left out as in the summary, and a mean that is not finite is None (JSON).
+    """
+    out: dict[str, dict[str, list[Any]]] = {}
+    for variant in VARIANTS:
+        longest = max(len(r[variant]["st_iou_by_chunk"]) for r in rows)
+        entry: dict[str, list[Any]] = {"st_iou": [], "psnr": [], "n": []}
+        for c in range(longest):
+            have = [r[variant] for r in rows if len(r[variant]["st_iou_by_chunk"]) > c]
+            entry["n"].append(len(have))
+            for m in ("st_iou", "psnr"):
+                v = np.array([h[f"{m}_by_chunk"][c] for h in have], dtype=np.float64)
+                v = v[~np.isnan(v)]
+                mean = float(v.mean()) if len(v) else float("nan")
+                entry[m].append(mean if math.isfinite(mean) else None)
+        out[variant] = entry
+    return out
 
 
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """Roll out every episode with the model, the baselines and the VAE ceiling; summarise.
 
-    Returns: ``{"config", "episodes": [{id, skill, variant: {st_iou, psnr, ssim}}], "summary":
-    {variant: {metric: MetricResult.to_dict()}}, "margins": {...}}``.
+    Returns: ``{"config", "episodes": [{id, skill, variant: {st_iou, psnr, ssim, st_iou_by_chunk,
+    psnr_by_chunk}}], "summary": {variant: {metric: MetricResult.to_dict()}}, "by_chunk":
+    {variant: {st_iou, psnr, n}} (lists over chunk index), "margins": {...}}``.
     """
     from benchmarks.masks import make_mask_source
     from benchmarks.metrics import summarize
@@ -330,6 +362,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         "config": dataclasses.asdict(cfg),
         "episodes": rows,
         "summary": summary,
+        "by_chunk": _by_chunk(rows),
         "margins": margins,
     }
 
@@ -355,11 +388,29 @@ def format_report(report: dict[str, Any]) -> str:
         rows.append(cells)
     table = markdown_table(["variant", f"ST-IoU ({src})", "PSNR (dB)", "SSIM", "n"], rows)
     m = report["margins"]
-    return (
+    text = (
         table
         + f"\n\nST-IoU - copy_last = {m['st_iou_minus_copy_last']:+.3f} (target >= +0.15); "
         + f"ST-IoU - blank_skeleton = {m['st_iou_minus_blank_skeleton']:+.3f} (target >= +0.10)"
     )
+    by_chunk = report.get("by_chunk")
+    if by_chunk:
+
+        def cell(iou: float | None, db: float | None) -> str:
+            return (
+                ("nan" if iou is None else f"{iou:.3f}")
+                + " / "
+                + ("inf" if db is None else f"{db:.1f}")
+            )
+
+        n = by_chunk["model"]["n"]
+        rows = [
+            [v, *(cell(i, d) for i, d in zip(e["st_iou"], e["psnr"], strict=True))]
+            for v, e in by_chunk.items()
+        ]
+        heads = ["ST-IoU / PSNR by chunk", *(f"{c + 1} (n={k})" for c, k in enumerate(n))]
+        text += "\n\n" + markdown_table(heads, rows)
+    return text
 
 
 def write_report(report: dict[str, Any], path: str | Path) -> None:

@@ -92,8 +92,23 @@ def _check_report(report: dict) -> None:
     assert m["st_iou_minus_blank_skeleton"] == pytest.approx(
         summary["model"]["st_iou"]["value"] - summary["blank_skeleton"]["st_iou"]["value"]
     )
+    for row in report["episodes"]:
+        for name in summary:
+            v = row[name]
+            assert len(v["st_iou_by_chunk"]) == len(v["psnr_by_chunk"]) >= 1
+            # ST-IoU pools intersections and unions over frames: a union-weighted mean of the
+            # chunks' ST-IoUs, so it lies between the smallest and the largest
+            chunks = [x for x in v["st_iou_by_chunk"] if not math.isnan(x)]
+            assert min(chunks) - 1e-9 <= v["st_iou"] <= max(chunks) + 1e-9
+    n_chunks = len(report["episodes"][0]["model"]["st_iou_by_chunk"])
+    for name, e in report["by_chunk"].items():
+        assert e["n"] == [len(report["episodes"])] * n_chunks
+        if len(report["episodes"]) == 1:
+            assert e["st_iou"] == report["episodes"][0][name]["st_iou_by_chunk"]
+    assert report["by_chunk"]["recorded"]["psnr"] == [None] * n_chunks  # infinite
     text = format_report(report)
     assert "ST-IoU (sim)" in text and "blank_skeleton" in text and "target >= +0.15" in text
+    assert f"{n_chunks} (n={len(report['episodes'])})" in text
 
 
 def test_train_eval_command_through_the_env_writes_json(rt1_dataset_dir, tmp_path, capsys):
