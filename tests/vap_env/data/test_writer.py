@@ -82,7 +82,7 @@ def test_hashed_text_embedding() -> None:
 
 
 def test_data_synth_command_droid_with_all_cameras(tmp_path) -> None:
-    cfg = SynthCommand(schema="droid", episodes=1, frames=3, out=str(tmp_path), progress=False)
+    cfg = SynthCommand(schema="droid", episodes=1, num_frames=3, out=str(tmp_path), progress=False)
     assert synth_main(cfg) == 0
     path = tmp_path / "droid" / "1.0.1"
     assert (path / "droid-train.tfrecord-00000-of-00001").is_file()
