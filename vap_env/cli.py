@@ -131,7 +131,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     add_config_arguments(parser, module.Config)
     ns = parser.parse_args(argv[n_words:])
-    return int(module.main(config_from_namespace(module.Config, ns)) or 0)
+    try:
+        cfg = config_from_namespace(module.Config, ns)
+    except (ValueError, KeyError) as e:
+        # A rejected option is a usage error: say it the way argparse does (exit status 2),
+        # without a traceback. KeyError's str() would quote the message.
+        parser.error(str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e))
+    return int(module.main(cfg) or 0)
 
 
 if __name__ == "__main__":

@@ -191,7 +191,7 @@ def get_schema(key_or_name: str) -> DatasetSchema:
         return SCHEMAS[key_or_name]
     if key_or_name in SCHEMAS_BY_NAME:
         return SCHEMAS_BY_NAME[key_or_name]
-    choices = sorted(SCHEMAS) + sorted(SCHEMAS_BY_NAME)
+    choices = sorted(set(SCHEMAS) | set(SCHEMAS_BY_NAME))
     raise KeyError(
         f"unknown dataset schema {key_or_name!r}; known: {choices}.{did_you_mean(key_or_name, choices)}"
     )

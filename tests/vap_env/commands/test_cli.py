@@ -35,3 +35,17 @@ def test_bad_tuple_item_is_an_error(capsys):
 def test_unknown_command_suggests_the_closest(capsys):
     assert main(["bench", "world-modle"]) != 0
     assert "world-model" in capsys.readouterr().err
+
+
+def test_a_rejected_option_is_a_usage_error_not_a_traceback(capsys, tmp_path):
+    # SynthConfig rejects the schema with a KeyError, the fractions with a ValueError
+    for argv, message in (
+        (["--schema", "rt2"], "unknown dataset schema 'rt2'"),
+        (["--val-fraction", "0.6", "--test-fraction", "0.6"], "val_fraction = 0.6"),
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            main(["data", "synth", "--out", str(tmp_path), *argv])
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("usage: vap-env data synth") and message in err
+        assert "Traceback" not in err
