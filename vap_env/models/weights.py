@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -49,6 +50,22 @@ _PARTS: dict[str, tuple[str, Callable[[str], bool]]] = {
     "vae": ("vae", lambda key: True),
     "text_encoder": ("text_encoder", lambda key: True),
 }
+
+
+def save_safetensors(
+    tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None
+) -> None:
+    """``safetensors.torch.save_file`` with the file mode any other new file would get.
+
+    safetensors >= 0.8 writes through a temporary file created 0600 and renames it, so the
+    weights would be readable by their owner alone while the JSON beside them is not: on a shared
+    machine another user could then not load a checkpoint whose directory they can list. The mode
+    is set to ``0o666 & ~umask``, as ``open()`` would.
+    """
+    save_file(tensors, str(path), metadata=metadata)
+    umask = os.umask(0)  # reading the umask means setting it: restore at once
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def saved_parts(cfg: WorldModelConfig) -> tuple[str, ...]:
@@ -94,7 +111,7 @@ def save_world_model(
         if store is not None and tensor.is_floating_point():
             tensor = tensor.to(store)
         tensors[key] = tensor.contiguous().cpu()
-    save_file(tensors, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
+    save_safetensors(tensors, directory / WEIGHTS_FILE, metadata={"format": "pt"})
     meta = {
         "format": FORMAT,
         "version": VERSION,

@@ -55,7 +55,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 from diffusers.optimization import get_scheduler
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -68,7 +68,7 @@ from vap_env.models import (
     model_presets,
 )
 from vap_env.models.config import TEMPORAL_COMPRESSION
-from vap_env.models.weights import CONFIG_FILE, read_saved_config
+from vap_env.models.weights import CONFIG_FILE, read_saved_config, save_safetensors
 from vap_env.train.checkpoint import CheckpointManager, atomic_directory
 from vap_env.train.config import TrainConfig
 from vap_env.train.lgf import LGFLoss, build_teacher
@@ -569,7 +569,7 @@ class Trainer:
                 for n, p in module.named_parameters()
                 if p.requires_grad
             }
-            save_file(state, str(Path(output_dir) / TRAINABLE_FILE))
+            save_safetensors(state, Path(output_dir) / TRAINABLE_FILE)
         weights.clear()
 
     def _load_hook(self, models: list, input_dir: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -44,6 +45,12 @@ def test_tiny_round_trip_is_bit_exact(tmp_path, chunk_inputs):
         tmp_path / "b" / WEIGHTS_FILE
     ).read_bytes()
     assert again.config.weights == str(tmp_path / "b")
+    if os.name == "posix":  # safetensors alone would leave the weights 0600 (owner only)
+        mode = (tmp_path / "a" / CONFIG_FILE).stat().st_mode & 0o777
+        assert (tmp_path / "a" / WEIGHTS_FILE).stat().st_mode & 0o777 == mode
+        umask = os.umask(0)
+        os.umask(umask)
+        assert mode == 0o666 & ~umask  # what open() gives a new file
     context, skeleton = chunk_inputs(wm, batch=1)
 
     def frames(model):
