@@ -12,8 +12,9 @@ all-black prompt), ``vae_reconstruction`` (the recording through the model's VAE
 (the recording itself: the metric's ceiling).
 
 Per skill (``Episode.skill``) and over all episodes: n, mean ST-IoU with a 95% bootstrap interval
-(mask source in the header), PSNR and SSIM, for the model, the baselines and the ceilings. Outputs in
-``--out-dir``: ``st_iou.json`` (every episode), ``st_iou.md`` (the table), ``st_iou.png`` (bars
+(mask source in the header), PSNR and SSIM, for the model, the baselines and the ceilings; and,
+in the JSON, ST-IoU and PSNR chunk by chunk (``by_chunk``: how errors compound in the rollout).
+Outputs in ``--out-dir``: ``st_iou.json`` (every episode), ``st_iou.md`` (the table), ``st_iou.png`` (bars
 per skill with the intervals) and ``videos/<episode>.mp4`` grids ``recorded | skeleton |
 generated`` for the first ``--videos`` episodes (the skeleton is the prompt the model saw).
 
@@ -37,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from vap_env.train.evaluate import VARIANTS, evaluate_episode
+from vap_env.train.evaluate import VARIANTS, by_chunk_summary, evaluate_episode
 
 __all__ = [
     "METRICS",
@@ -334,6 +335,7 @@ def _run(cfg: Config) -> dict[str, Any] | None:
         "resolution_hw": resolution,
         "episodes": rows,
         "per_skill": summarize_rows(rows, source.name),
+        "by_chunk": by_chunk_summary(rows),
     }
     out.mkdir(parents=True, exist_ok=True)
     report["outputs"] = {

@@ -55,6 +55,14 @@ def test_per_skill_report_and_outputs(rt1_dataset_dir, tmp_path, capsys):
             assert table[skill]["st_iou"]["value"] == pytest.approx(sum(mine) / len(mine))
             lo, hi = table[skill]["st_iou"]["ci"]
             assert lo <= table[skill]["st_iou"]["value"] <= hi
+        # chunk by chunk: the mean over the episodes that reached each chunk (NaN left out)
+        chunks = report["by_chunk"][variant]
+        n_chunks = len(rows[0][variant]["st_iou_by_chunk"])
+        assert chunks["n"] == [3] * n_chunks
+        for c in range(n_chunks):
+            mine = [r[variant]["st_iou_by_chunk"][c] for r in rows]
+            mine = [v for v in mine if v is not None]  # NaN is written as null
+            assert chunks["st_iou"][c] == pytest.approx(sum(mine) / len(mine))
     # copy_last repeats frame 0: its SSIM is far above a random-init model's noise
     assert report["per_skill"]["copy_last"]["all"]["ssim"]["value"] > 0.5
     table_md = (out / "st_iou.md").read_text()

@@ -265,7 +265,7 @@ def evaluate_episode(
     return row, videos
 
 
-def _by_chunk(rows: list[dict[str, Any]]) -> dict[str, dict[str, list[Any]]]:
+def by_chunk_summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, list[Any]]]:
     """Per variant: mean ST-IoU and PSNR of chunk c over the episodes that have a chunk c.
 
     Episodes differ in length, so ``n[c]`` counts the episodes behind chunk c; NaN ST-IoUs (both
@@ -362,7 +362,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         "config": dataclasses.asdict(cfg),
         "episodes": rows,
         "summary": summary,
-        "by_chunk": _by_chunk(rows),
+        "by_chunk": by_chunk_summary(rows),
         "margins": margins,
     }
 
