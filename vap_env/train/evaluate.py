@@ -432,7 +432,7 @@ def diffusion_loss(
     """Mean diffusion loss of trained weights on clips of a split, for comparing models or splits.
 
     The objective of ``train_config``'s diffusion stage (its clip windows, gripper weighting and
-    mask) with no instruction dropout. The clips, the noise and the timesteps depend on ``seed``
+    mask) with no instruction dropout and a clean context frame. The clips, the noise and the timesteps depend on ``seed``
     only, so two models scored with the same arguments see exactly the same inputs; a training
     split against a held-out one measures overfitting.
 
@@ -453,7 +453,7 @@ def diffusion_loss(
         seed=seed,
         cache_latents=False,
         lgf=dataclasses.replace(cfg.lgf, weight=0.0),
-        diffusion=dataclasses.replace(cfg.diffusion, cfg_dropout=0.0),
+        diffusion=dataclasses.replace(cfg.diffusion, cfg_dropout=0.0, context_noise=0.0),
         data=dataclasses.replace(cfg.data, data_dir=data_dir, num_workers=0),
     )
     wm = load_world_model(weights, device=device)

@@ -192,30 +192,25 @@ def diffusion_targets(
 
 
 def noise_context(
-    image: torch.Tensor,  # (B, F', C, h, w) I2V image latents (WorldModel.image_latents)
+    context: torch.Tensor,  # (B, C, h, w): the context frame's latent
     max_std: float,
-    layout: str,  # WorldModelConfig.image_layout: "first" or "repeat"
     generator: torch.Generator,
-) -> torch.Tensor:  # -> (B, F', C, h, w)
+) -> torch.Tensor:  # -> (B, C, h, w)
     """Context-frame noise augmentation for autoregressive rollouts.
 
     In a rollout every chunk after the first is conditioned on the previous chunk's last
     *generated* frame; trained only on clean recorded contexts, the model compounds its own errors
     (exposure bias). Each clip's context latent gets Gaussian noise of a std drawn uniformly in
-    ``[0, max_std]``. The same noise goes to every latent frame that holds the context (frame 0 for
-    the ``first`` layout, all of them for ``repeat``); the zero frames of ``first`` stay zero, since
-    they tell the model there is no image there. No draw is made when ``max_std`` is 0, so runs
-    without the augmentation keep their random stream.
+    ``[0, max_std]``; ``WorldModel.image_latents`` then lays the noisy latent out as the clean one
+    would be. No draw is made when ``max_std`` is 0, so runs without the augmentation keep their
+    random stream.
     """
     if max_std <= 0:
-        return image
-    b = image.shape[0]
+        return context
+    b = context.shape[0]
     std = torch.rand(b, generator=generator, dtype=torch.float32) * max_std
-    noise = torch.randn((b, 1, *image.shape[2:]), generator=generator, dtype=torch.float32)
-    noise = (std.view(b, 1, 1, 1, 1) * noise).to(image.device, image.dtype)
-    if layout == "first":
-        return torch.cat([image[:, :1] + noise, image[:, 1:]], dim=1)
-    return image + noise
+    noise = torch.randn(context.shape, generator=generator, dtype=torch.float32)
+    return context + (std.view(b, 1, 1, 1) * noise).to(context.device, context.dtype)
 
 
 def drop_instructions(

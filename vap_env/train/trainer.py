@@ -306,7 +306,11 @@ class TrainingModule(nn.Module):
         texts = drop_instructions(batch.instructions, dcfg.cfg_dropout, generator)
         text = wm.encode_text(texts)
         noisy, timesteps, target = diffusion_targets(wm.scheduler, enc.latents, generator)
-        image = noise_context(enc.image, dcfg.context_noise, wm.config.image_layout, generator)
+        image = enc.image
+        if dcfg.context_noise > 0:
+            # frame 0 holds the context latent in every layout (the latent cache relies on it too)
+            context = noise_context(image[:, 0], dcfg.context_noise, generator)
+            image = wm.image_latents(context, image.shape[1])
         self._captured = None
         pred = wm.predict(noisy.to(wm.dtype), timesteps, image, enc.control, text)
         weights = region_weights(enc.region, dcfg.gripper_weight)

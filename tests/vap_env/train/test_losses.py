@@ -122,25 +122,32 @@ def test_vae_loss_trains_a_tiny_real_cogvideox_vae():
 
 
 def test_noise_context_corrupts_only_the_context_latents():
+    import dataclasses
+
+    from vap_env.models import load_world_model
+
     g = torch.Generator().manual_seed(0)
     context = torch.randn(3, 4, 6, 8, generator=g)  # (B, C, h, w)
-    first = torch.zeros(3, 5, 4, 6, 8)
-    first[:, 0] = context
-    repeat = context[:, None].expand(-1, 5, -1, -1, -1)
+    assert noise_context(context, 0.0, g) is context  # off: no draw, same tensor
 
-    assert noise_context(first, 0.0, "first", g) is first  # off: no draw, same tensor
+    def run() -> torch.Tensor:
+        return noise_context(context, 0.5, torch.Generator().manual_seed(7))
 
-    def run(image, layout):
-        return noise_context(image, 0.5, layout, torch.Generator().manual_seed(7))
-
-    out = run(first, "first")
-    assert torch.equal(out, run(first, "first"))  # seeded
-    assert torch.equal(out[:, 1:], first[:, 1:])  # "no image" frames stay zero
-    noise = out[:, 0] - context  # (B, C, h, w)
+    noisy = run()
+    assert torch.equal(noisy, run())  # seeded
+    noise = noisy - context  # (B, C, h, w)
     std = noise.flatten(1).std(dim=1)
     assert (std > 0).all() and (std < 0.5 * 1.3).all()  # per-clip std drawn in [0, 0.5]
     assert len(set(std.tolist())) == 3  # one std per clip
-    out = run(repeat, "repeat")
+
+    # laid out by the world model as in training: only the frames holding the context change
+    wm = load_world_model("tiny")
+    wm.config = dataclasses.replace(wm.config, image_layout="first")
+    first, out = wm.image_latents(context, 5), wm.image_latents(noisy, 5)
+    assert torch.equal(out[:, 1:], first[:, 1:])  # "no image" frames stay zero
+    assert torch.allclose(out[:, 0] - context, noise)
+    wm.config = dataclasses.replace(wm.config, image_layout="repeat")
+    repeat, out = wm.image_latents(context, 5), wm.image_latents(noisy, 5)
     # every frame of the repeat layout holds the context: the same noise on each
     assert torch.allclose(out - repeat, (out - repeat)[:, :1].expand_as(out))
     assert torch.allclose(out[:, 0] - context, noise)
