@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import numbers
 import types
 import typing
 from collections.abc import Mapping
@@ -17,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import yaml
 
 T = TypeVar("T")
@@ -28,11 +31,60 @@ def did_you_mean(value: str, choices: list[str]) -> str:
     return f" Did you mean {close[0]!r}?" if close else ""
 
 
+def _scalar(tp: type, value: Any, where: str) -> Any:
+    """Check (and lightly convert) one ``bool``/``int``/``float``/``str`` field value.
+
+    A wrong type fails here, naming the key, rather than later inside numpy or torch with a
+    message that names neither the key nor the file.
+    """
+    got = f"{value!r} ({type(value).__name__})"
+    if tp is bool:
+        if isinstance(value, bool | np.bool_):
+            return bool(value)
+        raise TypeError(f"{where}: expected true or false, got {got}")
+    if tp is int:
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_):
+            return int(value)
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise TypeError(f"{where}: expected an integer, got {got}")
+    if tp is float:
+        if isinstance(value, str):
+            # PyYAML reads 1e-4 (no dot) as a string: YAML 1.1 wants 1.0e-4.
+            try:
+                value = float(value)
+            except ValueError:
+                raise TypeError(f"{where}: expected a number, got {got}") from None
+        if isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_):
+            value = float(value)
+            if math.isnan(value):
+                raise ValueError(f"{where}: is NaN; give a number")
+            return value
+        raise TypeError(f"{where}: expected a number, got {got}")
+    if tp is str and not isinstance(value, str):
+        raise TypeError(f"{where}: expected a string, got {got}")
+    return value
+
+
 def _coerce(tp: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if value is None:
-        return None
+        # An empty YAML value (`max_steps:`) is null: only fields that allow None take it.
+        if tp is Any or (origin in (typing.Union, types.UnionType) and type(None) in args):
+            return None
+        raise TypeError(
+            f"{where}: expected {getattr(tp, '__name__', tp)}, got null (an empty value?)"
+        )
+    if tp in (bool, int, float, str):
+        return _scalar(tp, value, where)
+    if origin is typing.Literal:
+        if value not in args:
+            raise ValueError(
+                f"{where}: {value!r} is not one of {list(args)}."
+                + (did_you_mean(value, [str(a) for a in args]) if isinstance(value, str) else "")
+            )
+        return value
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         if not isinstance(value, Mapping):
             raise TypeError(f"{where}: expected a mapping for {tp.__name__}, got {value!r}")
@@ -47,9 +99,16 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             raise TypeError(f"{where}: expected a list, got {value!r}")
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+        if args:
+            if len(value) != len(args):
+                raise ValueError(
+                    f"{where}: expected {len(args)} values, got {len(value)}: {value!r}"
+                )
+            return tuple(
+                _coerce(a, v, f"{where}[{i}]")
+                for i, (a, v) in enumerate(zip(args, value, strict=True))
+            )
         return tuple(value)
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
     return value
 
 

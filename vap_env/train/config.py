@@ -15,6 +15,7 @@ the working directory of the command.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -60,6 +61,13 @@ class DataConfig:
         False,
     )
 
+    def __post_init__(self) -> None:
+        if self.num_workers < 0 or self.stride < 0 or self.shuffle_buffer < 1:
+            raise ValueError(
+                f"num_workers={self.num_workers} and stride={self.stride} must be >= 0, "
+                f"shuffle_buffer={self.shuffle_buffer} >= 1"
+            )
+
 
 @dataclass(frozen=True)
 class OptimConfig:
@@ -75,8 +83,16 @@ class OptimConfig:
     warmup_steps: int = _help("linear warm-up steps of the schedule", 0)
 
     def __post_init__(self) -> None:
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate={self.learning_rate} must be > 0")
+        # An infinite rate trains one step of NaNs and exports them; say so before the run starts.
+        if not 0 < self.learning_rate < math.inf:
+            raise ValueError(f"learning_rate={self.learning_rate} must be a finite number > 0")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be in [0, 1)")
+        if not 0 < self.eps < math.inf or not 0 <= self.weight_decay < math.inf:
+            raise ValueError(
+                f"eps={self.eps} must be > 0 and weight_decay={self.weight_decay} >= 0 (both finite)"
+            )
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(
                 f"lr_schedule={self.lr_schedule!r} is not one of {list(LR_SCHEDULES)}."
