@@ -94,6 +94,28 @@ class ActionLimits:
     workspace_high: tuple[float, float, float] = (1.5, 1.5, 2.0)
     """`ee_pos`: upper corner of the TCP target box in the base frame (m)."""
 
+    def __post_init__(self) -> None:
+        for name in ("max_joint_delta", "max_translation", "max_rotation"):
+            if not 0 < getattr(self, name) < math.inf:
+                raise ValueError(
+                    f"action_limits.{name}={getattr(self, name)} must be a finite number > 0"
+                )
+        low, high = np.asarray(self.workspace_low, float), np.asarray(self.workspace_high, float)
+        if (
+            low.shape != (3,)
+            or high.shape != (3,)
+            or not np.all(np.isfinite(low) & np.isfinite(high))
+        ):
+            raise ValueError(
+                f"action_limits.workspace_low={self.workspace_low} and workspace_high="
+                f"{self.workspace_high} must be 3 finite numbers each (x, y, z in m)"
+            )
+        if not np.all(low < high):
+            raise ValueError(
+                f"action_limits.workspace_low={self.workspace_low} must be below workspace_high="
+                f"{self.workspace_high} on every axis"
+            )
+
 
 @dataclass(frozen=True)
 class JointTrajectory:
@@ -259,11 +281,11 @@ def make_action_mode(name: str, robot: RobotModel, limits: ActionLimits) -> Acti
 def validate_chunk(
     action: object, low: np.ndarray, high: np.ndarray, *, clip: bool, where: str = "action"
 ) -> np.ndarray:
-    """Check one action chunk against its bounds and return it as float64 (K, D).
+    """Check one action chunk against its bounds and return it as float64 (K, D) (or (D,)).
 
     Args:
-        action: array-like (K, D) (NumPy, list, or a CPU torch tensor).
-        low, high: (K, D) bounds of the action space.
+        action: array-like (K, D) (NumPy, list, or a CPU torch tensor); or (D,) for one step.
+        low, high: (K, D) bounds of the action space (or (D,) for one step).
         clip: clip out-of-range values instead of raising.
         where: name used in error messages (e.g. ``"actions[3]"`` in a vector env).
 
@@ -272,15 +294,22 @@ def validate_chunk(
             message names the expected and the received value.
     """
     try:
-        chunk = np.asarray(action, dtype=np.float64)
-    except (TypeError, ValueError) as err:
+        raw = np.asarray(action)
+    except (TypeError, ValueError, RuntimeError) as err:  # ragged lists; tensors needing grad
         raise ValueError(
-            f"{where} must be a numeric array of shape {low.shape}, got {type(action).__name__}: {err}"
+            f"{where} must be a numeric array of shape {low.shape}, got {type(action).__name__}: "
+            f"{err} (pass a NumPy array, or a detached CPU tensor)"
         ) from err
-    if chunk.shape != low.shape:
+    # np.asarray(..., float64) would also take strings, bools and complex numbers.
+    if raw.dtype.kind not in "fiu":
         raise ValueError(
-            f"{where} must have shape {low.shape} (chunk_frames, action dim), got {chunk.shape}"
+            f"{where} must be a numeric array of shape {low.shape}, got dtype {raw.dtype}"
+            + (" (a ragged or mixed list?)" if raw.dtype == object else "")
         )
+    chunk = raw.astype(np.float64)
+    if chunk.shape != low.shape:
+        what = " (chunk_frames, action dim)" if low.ndim == 2 else " (one control step)"
+        raise ValueError(f"{where} must have shape {low.shape}{what}, got {chunk.shape}")
     if not np.all(np.isfinite(chunk)):
         bad = np.argwhere(~np.isfinite(chunk))[:3].tolist()
         raise ValueError(
@@ -288,6 +317,17 @@ def validate_chunk(
         )
     if clip:
         return np.clip(chunk, low, high)
+    # A float32 Box stores rounded bounds; tolerate that rounding, not more.
+    tol = 1e-6 * np.maximum(1.0, np.abs(high - low))
+    outside = (chunk < low - tol) | (chunk > high + tol)
+    if np.any(outside):
+        idx = tuple(np.argwhere(outside)[0].tolist())
+        raise ValueError(
+            f"{where}[{', '.join(map(str, idx))}] = {chunk[idx]:.6g} is outside the action space "
+            f"[{low[idx]:.6g}, {high[idx]:.6g}] ({int(outside.sum())} value(s) out of range); "
+            "pass clip_actions=True to clip instead"
+        )
+    return np.clip(chunk, low, high)
     # A float32 Box stores rounded bounds; tolerate that rounding, not more.
     tol = 1e-6 * np.maximum(1.0, np.abs(high - low))
     outside = (chunk < low - tol) | (chunk > high + tol)

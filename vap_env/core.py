@@ -73,6 +73,17 @@ def resolve_weights(weights: str) -> str:
     return weights
 
 
+def _numbers(value: Any, what: str) -> np.ndarray:
+    """``value`` as a float64 array; strings, bools and ragged lists are errors naming ``what``."""
+    try:
+        raw = np.asarray(value)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{what} must be numbers, got {type(value).__name__}: {err}") from None
+    if raw.dtype.kind not in "fiu":
+        raise ValueError(f"{what} must be numbers, got {value!r} (dtype {raw.dtype})")
+    return raw.astype(np.float64)
+
+
 @dataclass
 class SlotStart:
     """A resolved starting state of one slot, at the model's resolution."""
@@ -314,7 +325,7 @@ class VAPCore:
         return cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_AREA)
 
     def _check_joints(self, joints: Any, what: str) -> np.ndarray:
-        q = np.asarray(joints, dtype=np.float64)
+        q = _numbers(joints, what)
         if q.shape != (self.num_joints,):
             raise ValueError(
                 f"{what} must have shape ({self.num_joints},) for {self.cfg.robot} "
@@ -333,7 +344,7 @@ class VAPCore:
         return np.clip(q, lower, upper)
 
     def _ik_start(self, tcp_pose: Any, what: str) -> np.ndarray:
-        pose = np.asarray(tcp_pose, dtype=np.float64)
+        pose = _numbers(tcp_pose, what)
         if pose.shape != (7,) or not np.all(np.isfinite(pose)):
             raise ValueError(f"{what} must be a finite (7,) [x, y, z, qx, qy, qz, qw], got {pose}")
         if np.linalg.norm(pose[3:]) < 1e-6:
@@ -349,7 +360,7 @@ class VAPCore:
 
     @staticmethod
     def _check_gripper(value: Any, what: str) -> float:
-        g = np.asarray(value, dtype=np.float64)
+        g = _numbers(value, what)
         if g.size != 1 or not np.isfinite(g).all() or not 0.0 <= float(g.reshape(())) <= 1.0:
             raise ValueError(
                 f"{what} must be one number in [0, 1] (0 open, 1 closed), got {value!r}"

@@ -15,6 +15,8 @@ imported; ``gym.make("vap_env:VAP-RT1-v0")`` imports it for you.
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -91,12 +93,34 @@ class EnvConfig:
             )
         if self.max_episode_steps is not None and self.max_episode_steps < 1:
             raise ValueError(f"max_episode_steps must be >= 1, got {self.max_episode_steps}")
-        if self.render_fps <= 0:
-            raise ValueError(f"render_fps must be > 0, got {self.render_fps}")
+        if not 0 < self.render_fps < math.inf:
+            raise ValueError(f"render_fps must be a finite number > 0, got {self.render_fps}")
+        if not 0 < self.start_ik_tolerance_m < math.inf:
+            raise ValueError(
+                f"start_ik_tolerance_m must be a finite distance > 0 (m), got {self.start_ik_tolerance_m}"
+            )
+        check_device(self.device)
         if self.num_inference_steps is not None and self.num_inference_steps < 1:
             raise ValueError(
                 f"num_inference_steps must be >= 1 or None, got {self.num_inference_steps}"
             )
+
+
+def check_device(device: str) -> None:
+    """Raise a ``ValueError`` naming ``device`` if torch cannot place a model there."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"device={device!r} is not a torch device; use 'cpu', 'cuda', 'cuda:1' or 'mps'"
+        ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        why = (
+            "this torch is a CPU-only build" if torch.version.cuda is None else "no GPU is visible"
+        )
+        raise ValueError(f"device={device!r}, but {why}; use device='cpu'")
 
 
 def load_env_config(
@@ -146,6 +170,8 @@ def resolve_env_args(
     if isinstance(task, str):
         overrides = {**overrides, "task": task}
         task = None
+    if isinstance(config, Mapping):
+        config = from_dict(EnvConfig, config)
     cfg = load_env_config(preset, config, **overrides)
     if render_mode is not None and render_mode not in render_modes:
         raise ValueError(

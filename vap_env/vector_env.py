@@ -20,7 +20,7 @@ and model); give ``AsyncVectorEnv`` ``context="spawn"`` (``make_vec(..., vector_
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -74,10 +74,18 @@ class VAPVectorEnv(VectorEnv):
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         **overrides: Any,
     ) -> None:
+        if isinstance(num_envs, bool) or not isinstance(num_envs, int | np.integer) or num_envs < 1:
+            raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+        num_envs = int(num_envs)
         self.config, task = resolve_env_args(
             preset, config, task, overrides, render_mode, self.metadata["render_modes"]
         )
-        self.autoreset_mode = AutoresetMode(autoreset_mode)
+        try:
+            self.autoreset_mode = AutoresetMode(autoreset_mode)
+        except ValueError:
+            raise ValueError(
+                f"autoreset_mode={autoreset_mode!r}; use one of {[m.value for m in AutoresetMode]}"
+            ) from None
         self.render_mode = render_mode
         self.metadata = {
             **type(self).metadata,
@@ -108,14 +116,17 @@ class VAPVectorEnv(VectorEnv):
     def _seeds(self, seed: int | Sequence[int | None] | None) -> list[int | None]:
         if seed is None:
             return [None] * self.num_envs
-        if isinstance(seed, int | np.integer):
+        if isinstance(seed, int | np.integer) and not isinstance(seed, bool):
             return [int(seed) + i for i in range(self.num_envs)]
-        seeds = list(seed)
-        if len(seeds) != self.num_envs:
+        seeds = list(seed) if isinstance(seed, list | tuple | np.ndarray) else None
+        if seeds is None or len(seeds) != self.num_envs:
             raise ValueError(
-                f"seed as a list must have num_envs={self.num_envs} entries, got {len(seeds)}"
+                f"seed must be an int, None or a list of num_envs={self.num_envs} ints/None, "
+                f"got {seed!r}"
             )
-        return seeds
+        if any(s is not None and not isinstance(s, int | np.integer) for s in seeds):
+            raise ValueError(f"seed list entries must be ints or None, got {seeds}")
+        return [None if s is None else int(s) for s in seeds]
 
     def reset(
         self,
@@ -147,6 +158,11 @@ class VAPVectorEnv(VectorEnv):
                 f"(or None entries), got {type(per_env).__name__} of length "
                 f"{len(per_env) if hasattr(per_env, '__len__') else '?'}"
             )
+        if per_env is not None and not all(o is None or isinstance(o, Mapping) for o in per_env):
+            raise ValueError(
+                "options['per_env'] entries must be option dicts or None, got "
+                f"{[type(o).__name__ for o in per_env]}"
+            )
         if per_env is not None and options:
             raise ValueError(
                 f"pass either shared options {sorted(options)} or options['per_env'], not both"
@@ -169,7 +185,13 @@ class VAPVectorEnv(VectorEnv):
         core = self.core
         if not core.started.all():
             raise ResetNeeded("Cannot call envs.step() before calling envs.reset()")
-        actions = np.asarray(actions)
+        try:
+            actions = np.asarray(actions)
+        except (TypeError, ValueError, RuntimeError) as err:  # ragged lists; tensors needing grad
+            raise ValueError(
+                f"actions must be a numeric array of shape {self.action_space.shape} (num_envs, K, "
+                f"D), got {type(actions).__name__}: {err}"
+            ) from None
         if actions.shape[:1] != (self.num_envs,):
             raise ValueError(
                 f"actions must have shape {self.action_space.shape} (num_envs, K, D), got {actions.shape}"

@@ -22,7 +22,7 @@ import torch
 from gymnasium.vector import VectorEnv, VectorWrapper
 
 from kinematics.transforms import quat_to_matrix
-from vap_env.actions import matrix_to_rotvec, rotvec_to_matrix
+from vap_env.actions import matrix_to_rotvec, rotvec_to_matrix, validate_chunk
 
 __all__ = ["SingleActionWrapper", "TorchVectorWrapper", "TorchWrapper", "to_numpy", "to_torch"]
 
@@ -65,6 +65,7 @@ class SingleActionWrapper(gym.Wrapper):
         self._action_mode = core.action_mode.name
         self._absolute = core.action_mode.absolute_gripper
         self._num_joints = core.num_joints
+        self._clip = bool(core.cfg.clip_actions)
         self._proprio: np.ndarray | None = None
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
@@ -79,11 +80,11 @@ class SingleActionWrapper(gym.Wrapper):
 
     def chunk(self, action: Any) -> np.ndarray:
         """The (K, D) float32 chunk one action (D,) becomes (see the class docstring)."""
-        a = np.asarray(action, dtype=np.float64)
-        if a.shape != (self.action_dim,):
-            raise ValueError(
-                f"action must have shape ({self.action_dim},) (one control step), got {a.shape}"
-            )
+        # Checked against this wrapper's (D,) space, so that errors name the policy's action and
+        # a "spread" delta is not divided into range.
+        a = validate_chunk(
+            action, self.action_space.low, self.action_space.high, clip=self._clip, where="action"
+        )
         k = self.chunk_frames
         if self.mode == "repeat":
             return np.tile(a, (k, 1)).astype(np.float32)

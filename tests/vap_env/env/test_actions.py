@@ -123,6 +123,10 @@ def test_unknown_action_mode_names_choices(google_robot):
         (np.full((8, 7), np.inf), "NaN/inf"),
         (np.full((8, 7), 2.0), r"outside the action space \[-1, 1\].*clip_actions=True"),
         ("left", "numeric array"),
+        (np.full((8, 7), "0.0"), r"numeric array.*dtype <U3"),
+        (np.zeros((8, 7), bool), "numeric array.*dtype bool"),
+        (np.zeros((8, 7), complex), "numeric array.*dtype complex128"),
+        ([[0.0] * 7] * 7 + [[0.0] * 6], "numeric array"),  # ragged
     ],
 )
 def test_validate_chunk_rejects_bad_actions(action, match):

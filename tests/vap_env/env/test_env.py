@@ -7,11 +7,12 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from gymnasium.error import ResetNeeded
 from gymnasium.utils.env_checker import check_env, data_equivalence
 
 from kinematics import load_robot
-from vap_env.env import EnvConfig, VAPEnv
+from vap_env.env import EnvConfig, VAPEnv, resolve_env_args
 from vap_env.tasks import ReachTask, Task
 
 
@@ -140,6 +141,16 @@ def test_step_before_reset_is_gymnasium_error(make_env):
         env.close()
 
 
+def test_a_failed_first_reset_leaves_the_env_usable(make_env):
+    # Gymnasium's passive checker broke every later step after a first reset that raised.
+    env = make_env()
+    with pytest.raises(ValueError, match="unknown reset option"):
+        env.reset(options={"imgae": 0})
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(np.zeros((8, 7), np.float32))
+    assert info["frames"].shape == (8, 64, 80, 3)
+
+
 def test_truncation_and_step_after_end(make_env):
     zeros = np.zeros((8, 7), np.float32)
     # Registered ids: Gymnasium's TimeLimit with the id's episode length (RT-1: 10 chunks).
@@ -232,6 +243,8 @@ def test_reset_from_explicit_state(rt1_env, start_state):
         ({"image": np.zeros((64, 80, 3), np.float32)}, "uint8"),
         ({"image": np.zeros((64, 80), np.uint8)}, "uint8 array \\(H, W, 3\\)"),
         ({"gripper": 1.5}, r"in \[0, 1\]"),
+        ({"gripper": "0.5"}, r"reset option 'gripper' must be numbers, got '0\.5'"),
+        ({"joints": "abc"}, r"reset option 'joints' must be numbers, got 'abc'"),
         ({"instruction": ""}, "non-empty"),
         ({"episode": "ep"}, "do not also pass"),
     ],
@@ -324,6 +337,29 @@ def test_config_errors_name_the_fix():
         VAPEnv(preset="rt2")
     with pytest.raises(ValueError, match=r"render_mode='human'"):
         VAPEnv(preset="rt1", render_mode="human")
+    # Checked before the world model loads: wrong types, NaN, impossible bounds, no such device.
+    for kwargs, match in (
+        ({"clip_actions": "no"}, r"EnvConfig\.clip_actions: expected true or false, got 'no'"),
+        ({"weights": 123}, r"EnvConfig\.weights: expected a string"),
+        ({"action_mode": None}, r"EnvConfig\.action_mode: expected str, got null"),
+        ({"max_episode_steps": 2.5}, r"max_episode_steps: expected an integer, got 2\.5"),
+        ({"render_fps": float("nan")}, r"render_fps: is NaN"),
+        ({"start_ik_tolerance_m": -1.0}, r"start_ik_tolerance_m must be a finite distance > 0"),
+        ({"action_limits": {"max_translation": -1.0}}, r"action_limits\.max_translation=-1\.0"),
+        (
+            {"action_limits": {"workspace_low": (0.0, 0.0, 3.0)}},
+            r"workspace_low=\(0\.0, 0\.0, 3\.0\) must be below workspace_high",
+        ),
+        ({"device": "gpu"}, r"device='gpu' is not a torch device"),
+    ):
+        with pytest.raises((TypeError, ValueError), match=match):
+            VAPEnv(preset="rt1", **kwargs)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"device='cuda', but .*use device='cpu'"):
+            VAPEnv(preset="rt1", device="cuda")
+    # A dict config is read like a YAML preset.
+    cfg, _ = resolve_env_args(None, {"action_mode": "joint_pos"}, None, {}, None, [])
+    assert cfg == EnvConfig(action_mode="joint_pos")
 
 
 def test_weights_from_a_saved_directory_and_bad_weights(make_env, tmp_path, small_actions):

@@ -125,8 +125,19 @@ def test_vector_bad_input(small_actions):
             envs.reset(options={"per_env": [None]})
         with pytest.raises(ValueError, match="num_envs=2"):
             envs.reset(seed=[1, 2, 3])
+        with pytest.raises(ValueError, match=r"seed must be an int.*got 1\.5"):
+            envs.reset(seed=1.5)
+        with pytest.raises(ValueError, match=r"per_env'\] entries must be option dicts.*'int'"):
+            envs.reset(options={"per_env": [None, 5]})
+        ragged = [np.zeros((8, 7)), np.zeros((8, 6))]
+        with pytest.raises(
+            ValueError, match=r"actions must be a numeric array of shape \(2, 8, 7\)"
+        ):
+            envs.step(ragged)
     finally:
         envs.close()
+    with pytest.raises(ValueError, match=r"num_envs must be an integer >= 1, got 2\.0"):
+        VAPVectorEnv(num_envs=2.0, preset="rt1", **KW)
 
 
 def test_disabled_autoreset_requires_explicit_reset(small_actions):

@@ -64,6 +64,24 @@ def test_single_action_spread_interpolates_absolute_targets(make_env):
     np.testing.assert_allclose(chunk[-1], target, atol=1e-6)
 
 
+def test_single_action_is_checked_against_its_own_space(make_env):
+    # A spread delta must not be divided into range, nor an absolute target clipped silently.
+    for mode in ("spread", "repeat"):
+        env = SingleActionWrapper(make_env(), mode=mode)
+        env.reset(seed=0)
+        with pytest.raises(ValueError, match=r"action\[0\] = 1\.5 is outside.*clip_actions=True"):
+            env.chunk(np.array([1.5, 0, 0, 0, 0, 0, 0]))
+        with pytest.raises(ValueError, match="NaN/inf"):
+            env.chunk(np.full(7, np.nan))
+    env = SingleActionWrapper(make_env(action_mode="joint_pos"), mode="spread")
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"action\[7\] = 5 is outside"):
+        env.chunk(np.append(np.zeros(7), 5.0))
+    env = SingleActionWrapper(make_env(clip_actions=True), mode="spread")
+    env.reset(seed=0)
+    np.testing.assert_allclose(env.chunk(np.array([1.5, 0, 0, 0, 0, 0, 0]))[:, 0], 1.0 / 8)
+
+
 def test_torch_wrapper(make_env):
     env = TorchWrapper(make_env())
     obs, info = env.reset(seed=0)
