@@ -20,10 +20,12 @@ with a clear error; the presets are the 1.0 models the VAP paper builds on.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from diffusers import AutoencoderKLCogVideoX, CogVideoXTransformer3DModel
@@ -33,6 +35,7 @@ from torch import nn
 from transformers import AutoTokenizer, ByT5Tokenizer, T5Config, T5EncoderModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
+from vap_env.config import did_you_mean
 from vap_env.models.config import TEMPORAL_COMPRESSION, WorldModelConfig
 from vap_env.models.sampler import SCHEDULERS
 
@@ -146,12 +149,26 @@ def seeded(seed: int, device: torch.device):
         yield
 
 
+def _check_kwargs(cls: type, kwargs: dict[str, Any], field_name: str) -> None:
+    """Unknown architecture keys name the model config field, not just diffusers' __init__."""
+    allowed = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        hints = "".join(did_you_mean(k, allowed) for k in unknown)
+        raise TypeError(
+            f"model config `{field_name}` has unknown key(s) {unknown} for {cls.__name__}; "
+            f"allowed: {allowed}.{hints}"
+        )
+
+
 def build_backbone(cfg: WorldModelConfig, device: torch.device) -> Backbone:
     """A backbone with seeded random weights from the config's architecture mappings.
 
     Built directly on ``device`` (``meta`` gives a weightless model for FLOP counting); the
     tokenizer is byte-level ByT5, which needs no files, so this works fully offline.
     """
+    _check_kwargs(CogVideoXTransformer3DModel, cfg.transformer, "transformer")
+    _check_kwargs(AutoencoderKLCogVideoX, cfg.vae, "vae")
     with seeded(cfg.seed, device), torch.device(device):
         transformer = CogVideoXTransformer3DModel(**cfg.transformer)
         vae = AutoencoderKLCogVideoX(**cfg.vae)

@@ -153,7 +153,7 @@ class CogVideoXSampler:
         ``conditions`` are extra per-item inputs of ``predict`` (image and control latents); with
         guidance they are repeated for the unconditional half, which differs only in its text.
         """
-        steps = num_inference_steps or self.num_inference_steps
+        steps = self.num_inference_steps if num_inference_steps is None else num_inference_steps
         scale = self.guidance_scale if guidance_scale is None else guidance_scale
         if steps < 1:
             raise ValueError(f"num_inference_steps={steps} must be >= 1")

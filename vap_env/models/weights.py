@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from vap_env.config import did_you_mean, from_dict, to_dict
@@ -66,6 +67,11 @@ def save_safetensors(
     umask = os.umask(0)  # reading the umask means setting it: restore at once
     os.umask(umask)
     os.chmod(path, 0o666 & ~umask)
+
+
+def non_finite(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Keys of the floating-point tensors holding a NaN or an infinity."""
+    return [k for k, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
 
 
 def saved_parts(cfg: WorldModelConfig) -> tuple[str, ...]:
@@ -111,6 +117,13 @@ def save_world_model(
         if store is not None and tensor.is_floating_point():
             tensor = tensor.to(store)
         tensors[key] = tensor.contiguous().cpu()
+    # A diverged run (NaN/inf weights) would otherwise export a model that renders black frames.
+    bad = non_finite(tensors)
+    if bad:
+        raise FloatingPointError(
+            f"not saving to {str(directory)!r}: {len(bad)} tensor(s) hold NaN or inf, e.g. "
+            f"{bad[:3]}; the model diverged (lower optim.learning_rate, keep gradient clipping on)"
+        )
     save_safetensors(tensors, directory / WEIGHTS_FILE, metadata={"format": "pt"})
     meta = {
         "format": FORMAT,
@@ -129,7 +142,10 @@ def read_saved_config(directory: str | Path) -> WorldModelConfig:
         raise FileNotFoundError(
             f"{str(directory)!r} is not a saved world model: it has no {CONFIG_FILE}"
         )
-    meta = json.loads(path.read_text())
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); re-export or re-download it") from None
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise ValueError(
             f"{path} has format {meta.get('format')!r} version {meta.get('version')!r}; this vap-env "
@@ -143,7 +159,19 @@ def load_weights(wm: WorldModel, directory: str | Path) -> None:
     path = Path(directory) / WEIGHTS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"saved world model {str(directory)!r} has no {WEIGHTS_FILE}")
-    tensors = load_file(str(path))
+    try:
+        tensors = load_file(str(path))
+    except SafetensorError as err:
+        raise ValueError(
+            f"{path} is not a readable safetensors file ({err}); it is truncated or corrupt: "
+            "re-export or re-download it"
+        ) from None
+    bad = non_finite(tensors)
+    if bad:
+        raise ValueError(
+            f"{path} holds NaN or inf in {len(bad)} tensor(s), e.g. {bad[:3]}: it was saved from a "
+            "diverged run; use an earlier checkpoint"
+        )
     expected = set(weights_state(wm))
     missing, unexpected = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
     if missing or unexpected:
@@ -158,7 +186,13 @@ def load_weights(wm: WorldModel, directory: str | Path) -> None:
         module_name, sub_key = key.split(".", 1)
         by_module.setdefault(module_name, {})[sub_key] = tensor
     for module_name, state in by_module.items():
-        getattr(wm, module_name).load_state_dict(state, strict=False)
+        try:
+            getattr(wm, module_name).load_state_dict(state, strict=False)
+        except RuntimeError as err:  # shape mismatches
+            raise ValueError(
+                f"{path} does not fit this model's {module_name}: {err}; was it saved from a model "
+                "with another config?"
+            ) from None
     wm.instructions.clear_cache()
 
 
@@ -222,7 +256,13 @@ def _source_config(source: str | Path | WorldModelConfig) -> tuple[WorldModelCon
             )
         raise FileNotFoundError(f"{text!r} is a directory without {CONFIG_FILE}")
     parts = text.split("/")
-    if len(parts) == 2 and all(parts) and not text.startswith((".", "/", "~")):
+    if path.exists() or text.startswith((".", "/", "~")) or len(parts) > 2:
+        # A path, not a hub id (org/name): a missing export is the likely cause, not a typo.
+        raise FileNotFoundError(
+            f"world model directory {text!r} does not exist (or is not a directory); if it is the "
+            "export of an earlier training stage, run that stage first"
+        )
+    if len(parts) == 2 and all(parts):
         hub_dir = _hub_weights(text)
         if not (hub_dir / CONFIG_FILE).is_file():
             raise ValueError(
@@ -235,6 +275,11 @@ def _source_config(source: str | Path | WorldModelConfig) -> tuple[WorldModelCon
         f"({sorted(packaged)}), an existing directory or a hub id (org/name)."
         f"{did_you_mean(text, [*presets, *packaged])}"
     )
+
+
+def world_model_config(source: str | Path | WorldModelConfig) -> WorldModelConfig:
+    """The ``WorldModelConfig`` that ``load_world_model(source)`` would build, without building it."""
+    return _source_config(source)[0]
 
 
 def load_world_model(

@@ -22,7 +22,7 @@ def toy_predict(latents, timesteps, text_embeds, image_latents):
     return torch.tanh(latents * (1 + t) + text + 0.5 * image_latents)
 
 
-def run(sampler, batch_items, seeds, guidance):
+def run(sampler, batch_items, seeds, guidance, steps=4):
     g = torch.Generator().manual_seed(0)
     text = torch.randn(SHAPE[0], 7, 3, generator=g)[batch_items]
     image = torch.randn(SHAPE, generator=g)[batch_items]
@@ -33,7 +33,7 @@ def run(sampler, batch_items, seeds, guidance):
         negative_embeds=torch.zeros(1, 7, 3),
         conditions={"image_latents": image},
         generator=[torch.Generator().manual_seed(s) for s in seeds],
-        num_inference_steps=4,
+        num_inference_steps=steps,
         guidance_scale=guidance,
     )
 
@@ -91,3 +91,5 @@ def test_rejects_other_schedulers_and_bad_settings():
     sampler = CogVideoXSampler(scheduler(CogVideoXDDIMScheduler))
     with pytest.raises(ValueError, match=r"guidance_scale=0\.5"):
         run(sampler, [0], [1], 0.5)
+    with pytest.raises(ValueError, match="num_inference_steps=0"):  # not the default in disguise
+        run(sampler, [0], [1], 1.0, steps=0)

@@ -134,6 +134,13 @@ def test_source_errors_are_clear(tmp_path, tiny_backbone_dir):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match=r"transformer/config\.json"):
         load_world_model("tiny", backbone=str(tmp_path / "empty"))
+    with pytest.raises(FileNotFoundError, match="run that stage first"):
+        load_world_model(str(tmp_path / "runs" / "stage-1" / "export"))
+    from vap_env.models.config import load_model_preset
+
+    arch = {**load_model_preset("tiny").transformer, "num_layer": 3}
+    with pytest.raises(TypeError, match=r"`transformer` has unknown.*Did you mean 'num_layers'"):
+        load_world_model("tiny", transformer=arch)
     with pytest.raises(TypeError, match="Did you mean 'lora_rank'"):
         load_world_model("tiny", lora_rnak=4)
 
@@ -183,3 +190,32 @@ def test_registered_envs_default_to_shipped_checkpoints(env_config, checkpoint):
         path = resolve_weights(weights)
     manifest = json.loads((Path(path) / "MANIFEST.json").read_text())
     assert manifest["step"] > 0
+
+
+def test_diverged_or_damaged_weights_are_refused(tmp_path):
+    wm = load_world_model("tiny")
+    wm.save_pretrained(tmp_path / "ok")
+    with torch.no_grad():
+        next(wm.controlnet.parameters()).fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match=r"NaN or inf.*diverged"):
+        wm.save_pretrained(tmp_path / "nan")
+    assert not (tmp_path / "nan" / WEIGHTS_FILE).exists()
+    # A NaN written by someone else is refused on load too, naming the file.
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(tmp_path / "ok" / WEIGHTS_FILE)
+    key = next(k for k in tensors if k.startswith("controlnet."))
+    tensors[key] = torch.full_like(tensors[key], float("inf"))
+    (tmp_path / "inf").mkdir()
+    save_file(tensors, tmp_path / "inf" / WEIGHTS_FILE)
+    (tmp_path / "inf" / CONFIG_FILE).write_bytes((tmp_path / "ok" / CONFIG_FILE).read_bytes())
+    with pytest.raises(ValueError, match=rf"inf.*{key}"):
+        load_world_model(str(tmp_path / "inf"))
+    # A truncated file is named, not a bare "header too large".
+    data = (tmp_path / "ok" / WEIGHTS_FILE).read_bytes()
+    (tmp_path / "inf" / WEIGHTS_FILE).write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"weights\.safetensors is not a readable.*truncated"):
+        load_world_model(str(tmp_path / "inf"))
+    (tmp_path / "inf" / CONFIG_FILE).write_text("{")
+    with pytest.raises(ValueError, match=r"world_model\.json is not valid JSON"):
+        load_world_model(str(tmp_path / "inf"))
