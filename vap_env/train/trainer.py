@@ -558,6 +558,15 @@ class Trainer:
                 )
             acc.load_state(str(latest.path))
             self.resumed_from = latest.path
+        elif (earlier := self.checkpoints.latest()) is not None:
+            # A fresh run here would interleave its checkpoints with the old run's: keep-last-k
+            # prunes by step number (deleting the new ones first) and --resume would continue
+            # the old run.
+            raise FileExistsError(
+                f"{out / 'checkpoints'} holds checkpoints of an earlier run (newest: step "
+                f"{earlier.step}): pass --resume to continue it, or start this run in a new "
+                "output_dir (--output-dir DIR), or delete that directory"
+            )
 
     # ---------------------------------------------------------------------------- checkpoint hooks
 

@@ -76,6 +76,11 @@ def test_resumed_run_equals_straight_run(micro_model_dir, tmp_path, synthetic_cl
     exported = dict(wm.transformer.named_parameters())
     trained = resumed.accelerator.unwrap_model(resumed.model).wm.transformer
     assert all(torch.equal(exported[n], p) for n, p in trained.named_parameters())
+    # A fresh run into the same directory would mix its checkpoints with these: refused.
+    with pytest.raises(FileExistsError, match=r"earlier run \(newest: step 4\): pass --resume"):
+        Trainer(_cfg(micro_model_dir, tmp_path / "b", **changes), dataset_factory=data)
+    names_after = sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir())
+    assert names_after == names
 
 
 def test_resume_without_checkpoint_is_a_clear_error(micro_model_dir, tmp_path, synthetic_clips):
