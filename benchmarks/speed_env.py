@@ -62,6 +62,10 @@ class Config:
             raise ValueError(f"num_envs must be positive counts, got {self.num_envs}")
         if self.steps < 1 or self.warmup < 0:
             raise ValueError(f"steps must be >= 1 and warmup >= 0, got {self.steps}, {self.warmup}")
+        if not 0 <= self.action_fraction <= 1:
+            raise ValueError(
+                f"--action-fraction {self.action_fraction}: a fraction of the action bounds, in [0, 1]"
+            )
 
 
 def _rss_mb() -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import os
 import sys
 import types
 import typing
@@ -108,7 +109,11 @@ def _usage() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vap-env`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
+    if (
+        not argv
+        or argv[0] in ("-h", "--help")
+        or argv in (["bench"], ["bench", "-h"], ["bench", "--help"])
+    ):
         print(_usage())
         return 0
     for n_words in (2, 1):
@@ -133,11 +138,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = parser.parse_args(argv[n_words:])
     try:
         cfg = config_from_namespace(module.Config, ns)
-    except (ValueError, KeyError) as e:
+    except (ValueError, KeyError, TypeError) as e:
         # A rejected option is a usage error: say it the way argparse does (exit status 2),
         # without a traceback. KeyError's str() would quote the message.
         parser.error(str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e))
-    return int(module.main(cfg) or 0)
+    try:
+        return int(module.main(cfg) or 0)
+    except (ValueError, KeyError, FileNotFoundError, FileExistsError, TypeError) as e:
+        # Bad input found while running (an unknown preset, a missing directory...): the message
+        # names the value and the fix, a traceback would bury it. VAP_ENV_TRACEBACK=1 shows it.
+        if os.environ.get("VAP_ENV_TRACEBACK"):
+            raise
+        message = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+        print(
+            f"vap-env {words}: error: {message}\n(VAP_ENV_TRACEBACK=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -31,6 +31,10 @@ class Config:
     )
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
+    def __post_init__(self) -> None:
+        if self.height < 8 or self.width < 8:
+            raise ValueError(f"--height {self.height} / --width {self.width}: both must be >= 8")
+
 
 def main(cfg: Config) -> int:
     """Write the cache; prints its path, episode count, size and time."""

@@ -239,7 +239,19 @@ def main(cfg: Config) -> int:
 
 def _main(cfg: Config) -> int:
     from benchmarks import st_iou
+    from vap_env.env import load_env_config
+    from vap_env.models.weights import world_model_config
+    from vap_env.registration import ENV_IDS
 
+    # Replay scores whole chunks only: a ragged tail would be dropped while the report counted it.
+    k = world_model_config(
+        cfg.weights or load_env_config(**ENV_IDS[ENV_ID][0]).weights
+    ).chunk_frames
+    if (cfg.frames - 1) % k:
+        fit = 1 + k * max(1, round((cfg.frames - 1) / k))
+        raise ValueError(
+            f"--frames {cfg.frames}: episodes must be 1 + a multiple of the chunk size {k} (e.g. {fit})"
+        )
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}

@@ -46,6 +46,16 @@ class Config:
         default=False, metadata={"help": "with tcp_pose input, solve IK and draw the whole arm"}
     )
 
+    def __post_init__(self) -> None:
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if value is not None and value < 8:
+                raise ValueError(f"--{name} {value}: image sizes must be >= 8 pixels")
+        if self.fps < 1:
+            raise ValueError(f"--fps {self.fps} must be >= 1")
+        if Path(self.out).suffix.lower() not in (".mp4", ".mkv", ".mov"):  # H.264 containers
+            raise ValueError(f"--out {self.out!r}: give a video file name such as skeleton.mp4")
+
 
 def _trajectory(cfg: Config, robot: RobotModel) -> tuple[str, np.ndarray, np.ndarray]:
     """-> (kind 'q' | 'tcp_pose', values (T, J) or (T, 7), gripper (T,))."""

@@ -49,3 +49,19 @@ def test_a_rejected_option_is_a_usage_error_not_a_traceback(capsys, tmp_path):
         err = capsys.readouterr().err
         assert err.startswith("usage: vap-env data synth") and message in err
         assert "Traceback" not in err
+
+
+def test_bad_input_found_while_running_is_one_line_not_a_traceback(capsys, monkeypatch):
+    monkeypatch.delenv("VAP_ENV_TRACEBACK", raising=False)
+    assert main(["train", "--config", "tiny-rt3"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("vap-env train: error: unknown train preset 'tiny-rt3'")
+    assert "Did you mean 'tiny-rt1'?" in err and "Traceback" not in err
+    monkeypatch.setenv("VAP_ENV_TRACEBACK", "1")
+    with pytest.raises(KeyError, match="tiny-rt3"):
+        main(["train", "--config", "tiny-rt3"])
+
+
+def test_bench_alone_lists_the_commands(capsys):
+    assert main(["bench", "--help"]) == 0
+    assert "vap-env bench world-model" in capsys.readouterr().out

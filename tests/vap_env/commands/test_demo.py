@@ -61,3 +61,6 @@ def test_demo_options_are_checked():
         Config(episodes=0)
     with pytest.raises(SystemExit):
         cli_main(["demo", "--episodes", "two"])
+    # The replay scores whole chunks: 10 frames would silently score 9.
+    with pytest.raises(ValueError, match=r"--frames 10: .*chunk size 8 \(e\.g\. 9\)"):
+        main(Config(frames=10, out_dir="unused"))
