@@ -107,17 +107,7 @@ class RobotModel:
             raise RuntimeError("pybullet could not open a DIRECT client (too many open clients?)")
         self._finalizer = weakref.finalize(self, _disconnect, self._client)
         try:
-            self._body = pb.loadURDF(
-                str(self.urdf_path),
-                useFixedBase=True,
-                flags=pb.URDF_USE_INERTIA_FROM_FILE
-                | (
-                    0
-                    if geometry
-                    else pb.URDF_IGNORE_VISUAL_SHAPES | pb.URDF_IGNORE_COLLISION_SHAPES
-                ),
-                physicsClientId=self._client,
-            )
+            self._body = self._load_urdf(geometry)
             self._introspect()
             self._validate_spec()
         except Exception:
@@ -139,6 +129,20 @@ class RobotModel:
         self._camera_cache: PinholeCamera | None = None
 
     # ------------------------------------------------------------------ introspection
+    def _load_urdf(self, geometry: bool) -> int:
+        flags = pb.URDF_USE_INERTIA_FROM_FILE
+        if not geometry:
+            flags |= pb.URDF_IGNORE_VISUAL_SHAPES | pb.URDF_IGNORE_COLLISION_SHAPES
+        try:
+            return pb.loadURDF(
+                str(self.urdf_path), useFixedBase=True, flags=flags, physicsClientId=self._client
+            )
+        except pb.error as err:  # "Cannot load URDF file.": which file, and why it may fail
+            raise ValueError(
+                f"robot {self.name!r}: pybullet cannot load the URDF {str(self.urdf_path)!r} ({err}); "
+                "check that it is well-formed XML and that its mesh paths resolve from its directory"
+            ) from None
+
     def _introspect(self) -> None:
         c, b = self._client, self._body
         base_name = pb.getBodyInfo(b, physicsClientId=c)[0].decode()
@@ -630,9 +634,12 @@ _REGISTRY: dict[str, Path] = {}
 
 def register_robot(name: str, spec_path: str | Path) -> None:
     """Make ``load_robot(name)`` load the spec file ``spec_path`` (overrides a shipped robot of that name)."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"register_robot: name must be a non-empty string, got {name!r}")
     path = Path(spec_path)
     if not path.is_file():
         raise FileNotFoundError(f"register_robot({name!r}): spec file {str(path)!r} does not exist")
+    KeypointSpec.from_yaml(path)  # a bad spec fails here, not at the first gym.make
     _REGISTRY[name] = path
 
 

@@ -192,6 +192,11 @@ class KeypointSpec:
             raise ValueError(
                 f"spec {self.name!r}: arm_joints {list(self.arm_joints)} has duplicates"
             )
+        if not isinstance(self.parts, Mapping):
+            raise ValueError(
+                f"spec {self.name!r}: `parts` must map part names to RGB colours "
+                f"({{arm: [0, 160, 255], ...}}), got {type(self.parts).__name__} {self.parts!r}"
+            )
         parts = {str(k): _check_colour(str(k), v) for k, v in dict(self.parts).items()}
         if not parts:
             raise ValueError(f"spec {self.name!r}: `parts` is empty; give each part an RGB colour")
@@ -305,7 +310,10 @@ class KeypointSpec:
             raise FileNotFoundError(f"keypoint spec {str(path)!r} does not exist")
         # The C loader is ~10x faster; specs are parsed each time a RobotModel is built.
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        data = yaml.load(path.read_text(), Loader=loader) or {}
+        try:
+            data = yaml.load(path.read_text(), Loader=loader) or {}
+        except yaml.YAMLError as err:  # its own message says only "<unicode string>"
+            raise ValueError(f"keypoint spec {str(path)!r} is not valid YAML: {err}") from None
         if not isinstance(data, Mapping):
             raise ValueError(
                 f"keypoint spec {str(path)!r} must be a YAML mapping, got {type(data)}"

@@ -331,3 +331,30 @@ def test_register_robot_by_name(tmp_path):
         _REGISTRY.pop("my_kuka")  # keep the process-wide registry as other tests expect it
     with pytest.raises(FileNotFoundError, match=r"missing\.yaml"):
         register_robot("nope", tmp_path / "missing.yaml")
+
+
+def test_bad_robot_files_name_the_file(tmp_path):
+    import yaml
+
+    from kinematics import register_robot
+    from kinematics.robot import RobotModel
+    from kinematics.spec import KeypointSpec
+
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("name: x\nparts: {arm: [0, 0, 0]\n")  # unclosed mapping
+    with pytest.raises(ValueError, match=r"bad\.yaml' is not valid YAML"):
+        register_robot("bad", bad_yaml)
+    with pytest.raises(TypeError, match="name must be a non-empty string, got 5"):
+        register_robot(5, bad_yaml)
+    # `parts` given as a list of pairs instead of a mapping
+    spec = yaml.safe_load(KUKA_SPEC)
+    spec["parts"] = [[k, v] for k, v in spec["parts"].items()]
+    with pytest.raises(ValueError, match="`parts` must map part names to RGB colours"):
+        KeypointSpec.from_dict(spec, base_dir=tmp_path)
+    # A malformed URDF: pybullet says only "Cannot load URDF file."
+    urdf = tmp_path / "broken.urdf"
+    urdf.write_text("<robot name='x'><link name='a'>")
+    spec = yaml.safe_load(KUKA_SPEC)
+    spec["urdf"] = str(urdf)
+    with pytest.raises(ValueError, match=r"cannot load the URDF .*broken\.urdf.*well-formed XML"):
+        RobotModel(KeypointSpec.from_dict(spec, base_dir=tmp_path), geometry=False)

@@ -99,6 +99,8 @@ def _robot(name: str) -> Any:
 
 def resolve_data_dir(data_dir: str | os.PathLike[str]) -> Path:
     """The version directory (the one holding ``dataset_info.json``) for ``data_dir``."""
+    if not isinstance(data_dir, str | os.PathLike):
+        raise TypeError(f"data_dir must be a path (str or os.PathLike), got {data_dir!r}")
     path = Path(data_dir).expanduser()
     if not path.is_dir():
         raise FileNotFoundError(f"dataset directory {str(path)!r} does not exist")
@@ -144,7 +146,14 @@ class RLDSDataset:
         import tensorflow_datasets as tfds
 
         self.path = resolve_data_dir(data_dir)
-        self.builder = tfds.builder_from_directory(os.fspath(self.path))
+        try:
+            self.builder = tfds.builder_from_directory(os.fspath(self.path))
+        except Exception as err:  # protobuf / JSON parse errors that name no file
+            raise ValueError(
+                f"cannot open {self.path} as a TFDS dataset: its dataset_info.json / features.json "
+                f"are missing or damaged ({type(err).__name__}: {str(err).splitlines()[0]}); "
+                "re-copy the directory"
+            ) from None
         name = self.builder.info.name
         if name not in SCHEMAS_BY_NAME:
             raise ValueError(
@@ -166,6 +175,8 @@ class RLDSDataset:
         return list(self.builder.info.splits.keys())
 
     def _split_info(self, split: str) -> Any:
+        if not isinstance(split, str):
+            raise TypeError(f"split must be a split name such as 'train', got {split!r}")
         if split not in self.builder.info.splits:
             from vap_env.config import did_you_mean
 
@@ -315,7 +326,16 @@ class RLDSDataset:
         if not self.load_ground_truth:
             return None
         path = self.ground_truth_path(episode_id)
-        return GroundTruth.load(path) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            return GroundTruth.load(path)
+        except Exception as err:  # np.load's zipfile / pickle / key errors
+            # Named here: the caller would report it against the episode's tfrecord.
+            raise ValueError(
+                f"ground-truth file {path} is unreadable ({err}); regenerate the dataset, or open "
+                "it with load_ground_truth=False"
+            ) from None
 
 
 def _feature_in(text: str, keys: list[str]) -> str:

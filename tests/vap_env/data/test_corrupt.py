@@ -90,3 +90,20 @@ def test_truncated_and_missing_shards(copy) -> None:
     with pytest.warns(CorruptRecordWarning, match="shard file is missing"):
         assert list(ds.episodes("val")) == []
     assert ds.num_skipped == 1
+
+
+def test_damaged_metadata_and_ground_truth_name_their_file(copy) -> None:
+    gt = copy / "ground_truth" / "val" / "val_000000.npz"
+    assert gt.is_file()
+    gt.write_bytes(b"not a zip file")
+    with pytest.warns(
+        CorruptRecordWarning, match=r"ground-truth file .*val_000000\.npz is unreadable"
+    ):
+        assert list(open_rlds(copy).episodes("val")) == []
+    with pytest.raises(TypeError, match="split must be a split name"):
+        list(iter_episodes(copy, 3))
+    with pytest.raises(TypeError, match="data_dir must be a path"):
+        list(iter_episodes(None))
+    (copy / "dataset_info.json").write_text("{ not json")
+    with pytest.raises(ValueError, match=r"cannot open .*0\.1\.0 as a TFDS dataset.*re-copy"):
+        open_rlds(copy)

@@ -47,7 +47,10 @@ def sample_start(robot: str, seed: int, width: int, height: int) -> StartState:
     """
     if robot not in LAYOUTS:
         raise KeyError(
-            f"sample_start: no synthetic scene for robot {robot!r}; known: {sorted(LAYOUTS)}"
+            f"sample_start: no synthetic scene for robot {robot!r}; known: {sorted(LAYOUTS)}. "
+            "Start it from your own frame and state instead: env.reset(options={'image': ..., "
+            "'instruction': ..., 'joints' or 'tcp_pose': ..., 'gripper': ...}) or "
+            "{'episode': Episode}"
         )
     if width < 8 or height < 8:
         raise ValueError(f"sample_start: image size {width}x{height} is too small (>= 8x8)")
