@@ -278,6 +278,29 @@ def make_action_mode(name: str, robot: RobotModel, limits: ActionLimits) -> Acti
     return ACTION_MODES[name](robot, limits)
 
 
+def as_numbers(value: object, where: str, expected: str = "numbers") -> np.ndarray:
+    """``value`` as a float64 array; strings, bools, complex numbers and ragged lists are errors.
+
+    ``np.asarray(value, float64)`` would parse strings and take bools; the error names ``where``
+    and what was ``expected`` (e.g. ``"a numeric array of shape (8, 7)"``).
+    """
+    try:
+        raw = np.asarray(value)
+    except (TypeError, ValueError, RuntimeError) as err:  # ragged lists; tensors needing grad
+        raise ValueError(
+            f"{where} must be {expected}, got {type(value).__name__}: {err} (pass a NumPy array, "
+            "or a detached CPU tensor)"
+        ) from None
+    if raw.dtype.kind not in "fiu":
+        raise ValueError(
+            f"{where} must be {expected}, got {value!r} (dtype {raw.dtype})"
+            if raw.ndim == 0
+            else f"{where} must be {expected}, got dtype {raw.dtype}"
+            + (" (a ragged or mixed list?)" if raw.dtype == object else "")
+        )
+    return raw.astype(np.float64)
+
+
 def validate_chunk(
     action: object, low: np.ndarray, high: np.ndarray, *, clip: bool, where: str = "action"
 ) -> np.ndarray:
@@ -293,20 +316,7 @@ def validate_chunk(
         ValueError: wrong shape, NaN / inf, or (with ``clip=False``) values outside the bounds; the
             message names the expected and the received value.
     """
-    try:
-        raw = np.asarray(action)
-    except (TypeError, ValueError, RuntimeError) as err:  # ragged lists; tensors needing grad
-        raise ValueError(
-            f"{where} must be a numeric array of shape {low.shape}, got {type(action).__name__}: "
-            f"{err} (pass a NumPy array, or a detached CPU tensor)"
-        ) from err
-    # np.asarray(..., float64) would also take strings, bools and complex numbers.
-    if raw.dtype.kind not in "fiu":
-        raise ValueError(
-            f"{where} must be a numeric array of shape {low.shape}, got dtype {raw.dtype}"
-            + (" (a ragged or mixed list?)" if raw.dtype == object else "")
-        )
-    chunk = raw.astype(np.float64)
+    chunk = as_numbers(action, where, f"a numeric array of shape {low.shape}")
     if chunk.shape != low.shape:
         what = " (chunk_frames, action dim)" if low.ndim == 2 else " (one control step)"
         raise ValueError(f"{where} must have shape {low.shape}{what}, got {chunk.shape}")

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from vap_env.actions import make_action_mode, validate_chunk
+from vap_env.actions import as_numbers, make_action_mode, validate_chunk
 from vap_env.config import did_you_mean
 from vap_env.tasks import Task, TaskStep, make_task
 
@@ -71,17 +71,6 @@ def resolve_weights(weights: str) -> str:
                 stacklevel=3,
             )
     return weights
-
-
-def _numbers(value: Any, what: str) -> np.ndarray:
-    """``value`` as a float64 array; strings, bools and ragged lists are errors naming ``what``."""
-    try:
-        raw = np.asarray(value)
-    except (TypeError, ValueError, RuntimeError) as err:
-        raise ValueError(f"{what} must be numbers, got {type(value).__name__}: {err}") from None
-    if raw.dtype.kind not in "fiu":
-        raise ValueError(f"{what} must be numbers, got {value!r} (dtype {raw.dtype})")
-    return raw.astype(np.float64)
 
 
 @dataclass
@@ -325,7 +314,7 @@ class VAPCore:
         return cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_AREA)
 
     def _check_joints(self, joints: Any, what: str) -> np.ndarray:
-        q = _numbers(joints, what)
+        q = as_numbers(joints, what)
         if q.shape != (self.num_joints,):
             raise ValueError(
                 f"{what} must have shape ({self.num_joints},) for {self.cfg.robot} "
@@ -344,7 +333,7 @@ class VAPCore:
         return np.clip(q, lower, upper)
 
     def _ik_start(self, tcp_pose: Any, what: str) -> np.ndarray:
-        pose = _numbers(tcp_pose, what)
+        pose = as_numbers(tcp_pose, what)
         if pose.shape != (7,) or not np.all(np.isfinite(pose)):
             raise ValueError(f"{what} must be a finite (7,) [x, y, z, qx, qy, qz, qw], got {pose}")
         if np.linalg.norm(pose[3:]) < 1e-6:
@@ -360,7 +349,7 @@ class VAPCore:
 
     @staticmethod
     def _check_gripper(value: Any, what: str) -> float:
-        g = _numbers(value, what)
+        g = as_numbers(value, what)
         if g.size != 1 or not np.isfinite(g).all() or not 0.0 <= float(g.reshape(())) <= 1.0:
             raise ValueError(
                 f"{what} must be one number in [0, 1] (0 open, 1 closed), got {value!r}"

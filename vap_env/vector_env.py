@@ -32,6 +32,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from vap_env.actions import as_numbers
 from vap_env.core import VAPCore
 from vap_env.env import EnvConfig, resolve_env_args
 from vap_env.tasks import Task
@@ -188,13 +189,10 @@ class VAPVectorEnv(VectorEnv):
         core = self.core
         if not core.started.all():
             raise ResetNeeded("Cannot call envs.step() before calling envs.reset()")
-        try:
-            actions = np.asarray(actions)
-        except (TypeError, ValueError, RuntimeError) as err:  # ragged lists; tensors needing grad
-            raise ValueError(
-                f"actions must be a numeric array of shape {self.action_space.shape} (num_envs, K, "
-                f"D), got {type(actions).__name__}: {err}"
-            ) from None
+        shape = self.action_space.shape
+        actions = as_numbers(
+            actions, "actions", f"a numeric array of shape {shape} (num_envs, K, D)"
+        )
         if actions.shape[:1] != (self.num_envs,):
             raise ValueError(
                 f"actions must have shape {self.action_space.shape} (num_envs, K, D), got {actions.shape}"
