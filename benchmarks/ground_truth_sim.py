@@ -45,6 +45,7 @@ from benchmarks.masks import SimMasks, SimMasksConfig
 from kinematics import PinholeCamera
 from kinematics.transforms import matrix_to_quat, pose_to_matrix
 from vap_env.actions import ActionLimits, make_action_mode
+from vap_env.data.synth import render_as_dataset
 from vap_env.data.synth.scene import DRAWER_NAMES, DRAWER_TRAVEL, SceneSpec, sample_scene
 from vap_env.data.synth.scripted import (
     CLOSED_SUCCESS_M,
@@ -106,7 +107,7 @@ def make_scene_start(robot: str, skill: str, seed: int, width: int, height: int)
     spec = setup_task(scene, spec, skill, rng, fail_prob=0.0)
     scene.reset(spec)
     camera = scene.camera(spec.cameras[0].name)
-    image, _ = scene.render(camera)
+    image = render_as_dataset(scene, camera)
     return SceneStart(
         spec=spec,
         image=image,
@@ -136,8 +137,9 @@ class GroundTruthSim:
         self.num_joints = len(self.robot.joint_names)
         self.spec: SceneSpec | None = None
 
-    def _render(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.scene.render(self.scene.camera(self.spec.cameras[0].name))  # type: ignore[union-attr]
+    def _render(self) -> np.ndarray:
+        """The current frame (H, W, 3) uint8, made as the dataset's frames are."""
+        return render_as_dataset(self.scene, self.scene.camera(self.spec.cameras[0].name))  # type: ignore[union-attr]
 
     def _proprio(self) -> np.ndarray:
         return np.concatenate([self.q, self.robot.ee_pose(self.q), [self.gripper]]).astype(
@@ -161,8 +163,7 @@ class GroundTruthSim:
         self.in_drawer: dict[str, int] = {}
         self.start_z = {o.name: o.position[2] for o in spec.objects}
         self.pull = -self.scene.cabinet_frame()[:3, 0]
-        image, _ = self._render()
-        return {"image": image, "proprio": self._proprio()}
+        return {"image": self._render(), "proprio": self._proprio()}
 
     def _apply(self, q: np.ndarray, cmd: float) -> None:
         """One frame of ``execute``'s loop: move what is held, grasp / release on the command's edges."""
@@ -203,7 +204,7 @@ class GroundTruthSim:
         frames = []
         for q, g in zip(traj.q, traj.gripper, strict=True):
             self._apply(np.asarray(q, np.float64), float(g))
-            frames.append(self._render()[0])
+            frames.append(self._render())
         image = frames[-1]
         return np.stack(frames), {"image": image, "proprio": self._proprio()}
 

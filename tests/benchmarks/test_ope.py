@@ -45,6 +45,11 @@ def test_ope_end_to_end(tmp_path, capsys):
     agreement = report["agreement"]
     assert agreement["pearson"] == pytest.approx(pearson(gt, wm))
     assert agreement["mmrv"] == pytest.approx(mean_maximum_rank_violation(real=gt, sim=wm))
+    state = [1.0, 0.0]  # the simulator's outcomes of scripted:0 and random
+    assert agreement["pearson_vs_state"] == pytest.approx(pearson(state, wm), nan_ok=True)
+    assert agreement["mmrv_vs_state"] == pytest.approx(
+        mean_maximum_rank_violation(real=state, sim=wm)
+    )
     episode_agreement = sum(r["gt_success"] == r["wm_success"] for r in rows) / len(rows)
     assert agreement["episode_agreement"] == pytest.approx(episode_agreement)
     # one grid per scene asked for: rows = policies, columns = ground truth | model | skeleton

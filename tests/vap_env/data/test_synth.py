@@ -68,3 +68,30 @@ def test_sample_start() -> None:
     assert panda.image.shape == (36, 64, 3) and panda.q.shape == (7,)
     with pytest.raises(KeyError, match="no synthetic scene for robot 'ur5'"):
         sample_start("ur5", 0, 64, 64)
+
+
+def test_start_frames_are_made_like_training_frames() -> None:
+    """Rendered at the dataset's size, JPEG'd and area-shrunk, as the clip loader makes them.
+
+    A frame rendered directly at the model's size aliases edges: it was 26-28 dB from the training
+    pipeline's frame of the same scene, unlike any frame the model was trained on.
+    """
+    import cv2
+
+    from vap_env.data.synth.writer import scene_for
+
+    start = sample_start("google_robot", seed=5, width=80, height=64)
+    scene = scene_for("google_robot")
+    scene.reset(SceneSpec.from_dict(start.scene))
+    native, _ = scene.render(start.camera.resized(320, 256))
+    _, jpeg = cv2.imencode(".jpg", native[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+    decoded = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)[..., ::-1]
+    training = cv2.resize(decoded, (80, 64), interpolation=cv2.INTER_AREA)
+    direct, _ = scene.render(start.camera)
+
+    def psnr(a: np.ndarray, b: np.ndarray) -> float:
+        mse = np.mean((a.astype(float) - b.astype(float)) ** 2)
+        return float(10 * np.log10(255**2 / mse))
+
+    assert psnr(start.image, training) > 38.0
+    assert psnr(direct, training) < 32.0  # what the start frame used to be

@@ -14,6 +14,7 @@ ground truth so a scripted policy can redo an episode exactly.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -742,7 +743,10 @@ class Scene:
             self.client = -1
 
     def __del__(self) -> None:
-        self.close()
+        # At interpreter exit pybullet's module may already be torn down (pb is None): the OS
+        # frees the client anyway, and an exception here would only print noise.
+        with contextlib.suppress(Exception):
+            self.close()
 
 
 def with_task(spec: SceneSpec, **task: Any) -> SceneSpec:
