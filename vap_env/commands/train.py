@@ -41,6 +41,9 @@ class Config:
         default=None, metadata={"help": "override model (preset, weights directory or hub id)"}
     )
     max_steps: int | None = field(default=None, metadata={"help": "override max_steps"})
+    mixed_precision: str | None = field(
+        default=None, metadata={"help": "override mixed_precision (no | bf16 | fp16)"}
+    )
 
 
 def main(cfg: Config) -> int:
@@ -54,6 +57,7 @@ def main(cfg: Config) -> int:
             "output_dir": cfg.output_dir,
             "model": cfg.model,
             "max_steps": cfg.max_steps,
+            "mixed_precision": cfg.mixed_precision,
         }.items()
         if v is not None
     }

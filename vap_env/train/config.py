@@ -140,7 +140,11 @@ class TrainConfig:
     batch_size: int = _help("clips per process per micro-batch", 1)
     gradient_accumulation_steps: int = _help("micro-batches per optimiser step", 1)
     max_steps: int = _help("optimiser steps of the run", 1000)
-    mixed_precision: str = _help(f"one of {list(MIXED_PRECISION)} (bf16 on GPUs)", "no")
+    mixed_precision: str = _help(
+        f"one of {list(MIXED_PRECISION)} (bf16 on GPUs and CPUs; fp16 needs a GPU; "
+        "`accelerate launch --mixed_precision` overrides it)",
+        "no",
+    )
     gradient_checkpointing: bool = _help("recompute transformer activations in backward", False)
     cache_latents: bool = _help(
         "diffusion stage: keep each clip's VAE latents in memory after its first encoding and draw "

@@ -311,7 +311,9 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
             weights=cfg.weights,
             num_inference_steps=cfg.num_inference_steps,
             device=cfg.device,
-            max_episode_steps=None,
+            # None means "the registered limit" to gym.make (10 chunks for RT-1): replay whole
+            # recordings instead, however long.
+            max_episode_steps=1_000_000,
         )
         wm = env.unwrapped.core.world_model  # one model for the rollout and the baselines
     else:

@@ -44,6 +44,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -459,8 +460,11 @@ class Trainer:
     ) -> None:
         self.cfg = cfg
         out = Path(cfg.output_dir)
+        # `accelerate launch --mixed_precision X` exports ACCELERATE_MIXED_PRECISION, which an
+        # explicit argument would override: the launcher's choice wins, as documented above.
+        launcher = os.environ.get("ACCELERATE_MIXED_PRECISION")
         self.accelerator = Accelerator(
-            mixed_precision=cfg.mixed_precision,
+            mixed_precision=None if launcher else cfg.mixed_precision,
             gradient_accumulation_steps=cfg.gradient_accumulation_steps,
             log_with=cfg.log_with,
             project_config=ProjectConfiguration(
@@ -468,6 +472,18 @@ class Trainer:
             ),
         )
         acc = self.accelerator
+        precision = str(acc.mixed_precision)
+        if precision not in _WEIGHT_DTYPES:
+            raise ValueError(
+                f"mixed precision {precision!r} (from the launcher) is not supported; use one of "
+                f"{list(_WEIGHT_DTYPES)}"
+            )
+        if precision == "fp16" and acc.device.type == "cpu":
+            # Accelerate drops fp16 autocast on the CPU: the run would be fp32 while saying fp16.
+            raise ValueError(
+                "mixed_precision fp16 does not run on the CPU (Accelerate trains in fp32 there); "
+                "use bf16 or no"
+            )
         if dataset_factory is None:
             from vap_env.train.data import check_data
 
@@ -488,7 +504,7 @@ class Trainer:
         self.wm = load_world_model(
             cfg.model,
             device=acc.device,
-            dtype=torch.float32 if built else _WEIGHT_DTYPES[cfg.mixed_precision],
+            dtype=torch.float32 if built else _WEIGHT_DTYPES[precision],
             gradient_checkpointing=cfg.gradient_checkpointing,
         )
         if cfg.vae_from is not None:
@@ -709,6 +725,7 @@ class Trainer:
         saved_step = state.step if self.resumed_from is not None else None
         while state.step < stop:
             t0 = time.perf_counter()
+            lr = self.lr_schedule.get_last_lr()[0]  # the rate this step uses (read before it steps)
             sums: dict[str, float] = {}
             for micro in range(cfg.gradient_accumulation_steps):
                 batch = next(batches)
@@ -743,7 +760,7 @@ class Trainer:
                 )
             result.losses.append(logs["loss"])
             dt = time.perf_counter() - t0
-            logs["lr"] = self.lr_schedule.get_last_lr()[0]
+            logs["lr"] = lr
             logs["clips_per_s"] = clips_per_step / dt
             bar.update(1)
             bar.set_postfix(loss=f"{logs['loss']:.4f}", clips_s=f"{logs['clips_per_s']:.2f}")

@@ -172,6 +172,35 @@ def test_bad_training_configs(micro_model_dir, real_small_model_dir, tmp_path, s
         )
 
 
+@pytest.fixture
+def fresh_accelerate_state():
+    """Accelerate keeps one process-wide state and refuses a second mixed precision in it."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)
+    yield
+    AcceleratorState._reset_state(True)
+
+
+def test_mixed_precision_comes_from_the_launcher_and_fp16_needs_a_gpu(
+    micro_model_dir, tmp_path, synthetic_clips, monkeypatch, fresh_accelerate_state
+):
+    from accelerate.state import AcceleratorState
+
+    # `accelerate launch --mixed_precision bf16` over a config that says "no": the launcher wins.
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    trainer = Trainer(_cfg(micro_model_dir, tmp_path / "a"), dataset_factory=synthetic_clips())
+    assert trainer.accelerator.mixed_precision == "bf16"
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION")
+    AcceleratorState._reset_state(True)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"fp16 does not run on the CPU.*use bf16"):
+            Trainer(
+                _cfg(micro_model_dir, tmp_path / "b", mixed_precision="fp16"),
+                dataset_factory=synthetic_clips(),
+            )
+
+
 def test_latent_cache_matches_direct_encoding(micro_model_dir, synthetic_clips):
     wm = load_world_model(str(micro_model_dir))
     batch = ClipBatch.from_items(next(synthetic_clips()(0)), torch.device("cpu"))
