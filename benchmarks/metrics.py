@@ -297,6 +297,9 @@ def bootstrap_ci(
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     if n_resamples < 1:
         raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+    # Sorted first: resampling indices from a seeded generator would otherwise tie the interval
+    # to the order of the values (the same episodes grouped by skill gave ends +/-0.002 apart).
+    v = np.sort(v)
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(v), size=(n_resamples, len(v)))
     means = v[idx].mean(axis=1)
@@ -317,7 +320,7 @@ def summarize(
     """Mean of ``values`` with its bootstrap interval; NaNs are left out and counted.
 
     +/-inf values (e.g. the PSNR of an exact copy) are kept: the mean is then infinite and the
-    interval is not computed.
+    interval is not computed; nor is it for a single value.
     """
     v = _as_values(values)
     nan = np.isnan(v)
@@ -326,7 +329,8 @@ def summarize(
     if len(kept) == 0:
         return MetricResult(name, float("nan"), 0, mask_source, None, None, n_excluded)
     ci = None
-    if np.all(np.isfinite(kept)):
+    # One value has no spread to resample: print it without a (degenerate) interval.
+    if len(kept) >= 2 and np.all(np.isfinite(kept)):
         ci = bootstrap_ci(kept, confidence=confidence, n_resamples=n_resamples, seed=seed)
     return MetricResult(
         name,

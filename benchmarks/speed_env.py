@@ -9,7 +9,7 @@ state). Episodes are made long enough that no env resets while timed, so every s
 ``num_envs * K`` frames. Reported per ``num_envs``:
 
 - ``env_steps_per_s`` = num_envs * steps / time, ``frames_per_s`` = that * K;
-- ``last10_over_first10``: mean time of the last 10 timed steps / of the first 10 (a rollout must
+- ``last10_over_first10``: mean time of the last 10 timed steps / of the first 10 (null under 20 steps; a rollout must
   not slow down as it grows: no state may accumulate between chunks);
 - ``rss_growth_mb``: resident memory after the timed steps minus before them;
 - mean seconds per step in kinematics and in the world model (from the step info).
@@ -66,6 +66,10 @@ class Config:
             raise ValueError(
                 f"--action-fraction {self.action_fraction}: a fraction of the action bounds, in [0, 1]"
             )
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def _rss_mb() -> float:
@@ -138,7 +142,12 @@ def run(cfg: Config, num_envs: int) -> dict[str, Any]:
             "seconds_per_step": total / cfg.steps,
             "kinematics_s_per_step": float(np.mean(kin_s)),
             "world_model_s_per_step": float(np.mean(wm_s)),
-            "last10_over_first10": float(np.mean(step_s[-window:]) / np.mean(step_s[:window])),
+            # Overlapping windows (fewer than 20 steps) would compare a step with itself.
+            "last10_over_first10": (
+                float(np.mean(step_s[-window:]) / np.mean(step_s[:window]))
+                if cfg.steps >= 2 * window
+                else None
+            ),
             "rss_before_mb": rss_before,
             "rss_growth_mb": rss_after - rss_before,
         }
@@ -164,7 +173,7 @@ def main(cfg: Config) -> int:
         print(
             f"{r['num_envs']:>5} {r['env_steps_per_s']:>9.2f} {r['frames_per_s']:>9.1f} "
             f"{r['frames_per_s_vs_first']:>8.2f} {r['kinematics_s_per_step']:>7.3f} "
-            f"{r['world_model_s_per_step']:>7.3f} {r['last10_over_first10']:>10.3f} "
+            f"{r['world_model_s_per_step']:>7.3f} {_ratio(r['last10_over_first10']):>10} "
             f"{r['rss_growth_mb']:>8.1f}"
         )
     if cfg.json:

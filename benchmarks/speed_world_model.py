@@ -182,7 +182,12 @@ def time_rollout(wm: WorldModel, cfg: Config, steps: int | None) -> dict[str, An
         "cpu_ratio_last_to_first": cpu_times[-1] / cpu_times[0],
         # Single chunks are noisy on a shared CPU: the median of the first vs the last k chunks.
         "median_window": k,
-        "ratio_median_last_to_first": statistics.median(times[-k:]) / statistics.median(times[:k]),
+        # null when the windows overlap (fewer than 2k chunks): a chunk compared with itself
+        "ratio_median_last_to_first": (
+            statistics.median(times[-k:]) / statistics.median(times[:k])
+            if len(times) >= 2 * k
+            else None
+        ),
     }
 
 
@@ -312,7 +317,11 @@ def print_report(report: dict[str, Any]) -> None:
             f"rollout of {roll['chunks']} chunks: first {roll['first_chunk_s']:.3f} s, last "
             f"{roll['last_chunk_s']:.3f} s, ratio {roll['ratio_last_to_first']:.2f} (CPU time "
             f"{roll['cpu_ratio_last_to_first']:.2f}, medians of {roll['median_window']}: "
-            f"{roll['ratio_median_last_to_first']:.2f})"
+            + (
+                f"{roll['ratio_median_last_to_first']:.2f})"
+                if roll["ratio_median_last_to_first"] is not None
+                else "-, too few chunks)"
+            )
         )
     for entry in report.get("full_size", []):
         print(

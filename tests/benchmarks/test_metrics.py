@@ -172,6 +172,7 @@ def test_bootstrap_interval_contains_mean_and_is_seeded():
     lo99, hi99 = bootstrap_ci(v, seed=7, confidence=0.99)
     assert lo99 <= lo and hi99 >= hi
     assert bootstrap_ci([0.5]) == (0.5, 0.5)
+    assert bootstrap_ci(rng.permutation(v), seed=7) == (lo, hi)  # a set's interval, not a list's
     with pytest.raises(ValueError, match="non-finite"):
         bootstrap_ci([0.1, float("nan")])
     with pytest.raises(ValueError, match="empty"):
@@ -188,6 +189,8 @@ def test_summarize_excludes_nan_and_reports_n():
     inf = summarize([math.inf, 30.0], name="psnr")
     assert inf.value == math.inf and inf.ci is None and inf.to_dict()["value"] is None
     assert summarize([float("nan")], name="x").n == 0
+    one = summarize([0.3], name="x")
+    assert (one.value, one.n, one.ci, one.confidence) == (0.3, 1, None, None)
 
 
 def test_mmrv_and_pearson_reproduce_simplerenv_pick_coke_can():
