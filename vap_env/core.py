@@ -365,7 +365,10 @@ class VAPCore:
 
     def _render_skeleton(self, i: int, q: np.ndarray, gripper: np.ndarray) -> np.ndarray:
         """Skeleton frames (T, H, W, 3) of joints ``q`` (T, J) and ``gripper`` (T,) in slot ``i``'s camera."""
-        return self.renderer.render(self.robot.keypoints(q, gripper), self.cameras[i])
+        points = self.robot.keypoints(q, gripper)  # (T, P, 3)
+        if self.cfg.skeleton == "gripper":  # NaN points are not drawn
+            points = np.where(self.robot.gripper_mask[None, :, None], points, np.nan)
+        return self.renderer.render(points, self.cameras[i])
 
     def step_slots(
         self, idx: Sequence[int], actions: np.ndarray

@@ -32,6 +32,9 @@ from vap_env.tasks import TASKS, Task
 __all__ = ["EnvConfig", "VAPEnv", "load_env_config"]
 
 
+SKELETON_PARTS = ("full", "gripper")
+
+
 @dataclass(frozen=True)
 class EnvConfig:
     """Configuration of a VAP env; the presets are ``configs/env/<name>.yaml``."""
@@ -66,6 +69,14 @@ class EnvConfig:
     task: str = field(
         default="none", metadata={"help": f"reward/termination task: {sorted(TASKS)}"}
     )
+    skeleton: str = field(
+        default="full",
+        metadata={
+            "help": "what the skeleton prompt draws: 'full' (arm and gripper) or 'gripper' (as "
+            "prompts drawn from real RT-1 logs, which record only the TCP pose: use it with "
+            "weights trained on real RT-1)"
+        },
+    )
     render_skeleton: bool = field(
         default=False, metadata={"help": "render() shows frame | skeleton side by side"}
     )
@@ -90,6 +101,11 @@ class EnvConfig:
             raise ValueError(
                 f"unknown task {self.task!r}; choose one of {sorted(TASKS)} or pass task=Task()."
                 + did_you_mean(self.task, list(TASKS))
+            )
+        if self.skeleton not in SKELETON_PARTS:
+            raise ValueError(
+                f"skeleton={self.skeleton!r}; use one of {list(SKELETON_PARTS)}."
+                + did_you_mean(self.skeleton, list(SKELETON_PARTS))
             )
         if self.max_episode_steps is not None and self.max_episode_steps < 1:
             raise ValueError(f"max_episode_steps must be >= 1, got {self.max_episode_steps}")
@@ -262,7 +278,9 @@ class VAPEnv(gym.Env):
     ``config=EnvConfig(...)`` replaces it; every ``EnvConfig`` field can be overridden by keyword.
     ``weights`` is a packaged checkpoint name, a world-model preset (``tiny``, ``cogvideox-2b``, ...),
     a local directory or a hub id. ``render_mode="rgb_array"``: ``render()`` returns the last frame
-    (or frame | skeleton with ``render_skeleton=True``). ``gym.make_vec(id, num_envs=N,
+    (or frame | skeleton with ``render_skeleton=True``). ``skeleton="gripper"`` draws the prompt's
+    gripper only, as skeletons from real RT-1 logs (TCP pose, no joints) are drawn: use it with
+    weights trained on real RT-1. ``gym.make_vec(id, num_envs=N,
     vectorization_mode="vector_entry_point")`` builds ``VAPVectorEnv``, which batches all N envs into
     one world-model call; ``vap_env.sb3_vec_env.SB3VecEnv`` hands it to stable-baselines3.
 

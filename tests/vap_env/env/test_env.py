@@ -141,6 +141,22 @@ def test_step_before_reset_is_gymnasium_error(make_env):
         env.close()
 
 
+def test_gripper_only_prompt_draws_no_arm(make_env):
+    # Real RT-1 logs no joints, so a model trained on it only ever saw the gripper drawn. (The
+    # DROID camera sees the whole arm; RT-1's head camera barely sees it at the home pose.)
+    full = make_env("VAP-DROID-v0").reset(seed=0)[0]["skeleton"]
+    env = make_env("VAP-DROID-v0", skeleton="gripper")
+    obs, _ = env.reset(seed=0)
+    drawn_full, drawn_gripper = full.any(axis=-1), obs["skeleton"].any(axis=-1)
+    assert 0 < 2 * drawn_gripper.sum() < drawn_full.sum()
+    assert not (drawn_gripper & ~drawn_full).any()  # nothing the full prompt lacks
+    hold = np.tile(np.append(obs["proprio"][:7], 0.0), (8, 1)).astype(np.float32)
+    _, _, _, _, info = env.step(hold)
+    assert 0 < info["skeleton_frames"].any(axis=-1).sum(axis=(1, 2)).min()
+    with pytest.raises(ValueError, match=r"skeleton='arm'; use one of \['full', 'gripper'\]"):
+        EnvConfig(skeleton="arm")
+
+
 def test_a_failed_first_reset_leaves_the_env_usable(make_env):
     # Gymnasium's passive checker broke every later step after a first reset that raised.
     env = make_env()
