@@ -472,12 +472,22 @@ def open_rlds(
 
 
 def iter_episodes(
-    data_dir: str | os.PathLike[str], split: str = "train", strict: bool = False
+    data_dir: str | os.PathLike[str],
+    split: str = "train",
+    strict: bool = False,
+    *,
+    intrinsics: np.ndarray | None = None,
 ) -> Iterator[Episode]:
-    """Standardised episodes of one split; bad records are skipped with a warning unless ``strict``."""
-    yield from open_rlds(data_dir, strict=strict).episodes(split)
+    """Standardised episodes of one split; bad records are skipped with a warning unless ``strict``.
+
+    ``intrinsics``: DROID's exterior-camera K (3, 3) at 320x180 (DROID logs none; default
+    ``DROID_DEFAULT_K``); ignored for RT-1.
+    """
+    yield from open_rlds(data_dir, strict=strict, intrinsics=intrinsics).episodes(split)
 
 
-def load_episode(data_dir: str | os.PathLike[str], episode_id: str) -> Episode:
+def load_episode(
+    data_dir: str | os.PathLike[str], episode_id: str, *, intrinsics: np.ndarray | None = None
+) -> Episode:
     """One episode by id (``"train_000003"``); raises if it is missing or corrupt."""
-    return open_rlds(data_dir, strict=True).load_episode(episode_id)
+    return open_rlds(data_dir, strict=True, intrinsics=intrinsics).load_episode(episode_id)

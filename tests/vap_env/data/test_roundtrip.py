@@ -73,7 +73,8 @@ def test_rt1_actions_replay_the_logged_tcp_path(rt1_dataset_dir) -> None:
 
 
 def test_rt1_stored_action_features_follow_the_convention(rt1_dataset_dir) -> None:
-    """The raw world_vector/rotation_delta/gripper_closedness_action equal the standardised actions."""
+    """Raw world_vector/rotation_delta equal the standardised actions; the raw gripper action is the
+    relative command, the standardised one the measured change (fingers stall on objects)."""
     ds = open_rlds(rt1_dataset_dir)
     raw = next(iter(ds.records("train")))
     decoded = ds.features.deserialize_example_np(raw.data)["steps"]
@@ -91,7 +92,11 @@ def test_rt1_stored_action_features_follow_the_convention(rt1_dataset_dir) -> No
         ]
     )
     episode = ds.decode(raw)
-    np.testing.assert_allclose(stored, episode.actions, atol=1e-6)
+    np.testing.assert_allclose(stored[:, :6], episode.actions[:, :6], atol=1e-6)
+    commanded = np.array([s["observation"]["gripper_closedness_commanded"][0] for s in steps])
+    measured = np.array([s["observation"]["gripper_closed"][0] for s in steps])
+    np.testing.assert_allclose(stored[:-1, 6], np.diff(commanded), atol=1e-6)
+    np.testing.assert_allclose(episode.actions[:-1, 6], np.diff(measured), atol=1e-6)
     assert [bool(s["is_first"]) for s in steps] == [True] + [False] * (len(steps) - 1)
     assert steps[-1]["action"]["terminate_episode"].tolist() == [1, 0, 0]
 
@@ -130,6 +135,13 @@ def test_droid_roundtrip(droid_dataset_dir) -> None:
         np.testing.assert_allclose(
             pose_to_xyz_rpy(ep.tcp_pose)[:, :3], ro.tcp_pose[:, :3], atol=1e-5
         )
+    # DROID logs no intrinsics: a user's own K reaches the episode's camera.
+    k = np.array([[200.0, 0.0, 150.0], [0.0, 190.0, 95.0], [0.0, 0.0, 1.0]])
+    ep = next(iter_episodes(droid_dataset_dir, "val", intrinsics=k))
+    np.testing.assert_allclose(ep.camera.K, k)
+    np.testing.assert_allclose(
+        load_episode(droid_dataset_dir, ep.episode_id, intrinsics=k).camera.K, k
+    )
 
 
 def test_load_episode_by_id_and_directory_detection(rt1_dataset_dir) -> None:

@@ -178,8 +178,11 @@ def _rt1_steps(ro: Rollout, scene_layout: Any, quality: int) -> dict[str, Any]:
     t_len = ro.tcp_pose.shape[0]
     pose = ro.tcp_pose.astype(np.float64)
     delta = ee_delta_actions(pose)
+    # RT-1's gripper_closedness_action is the relative *command* (+ close, - open). The measured
+    # closedness stalls when the fingers meet an object; the standardised Episode replays that
+    # measured change instead (see vap_env.data.rlds), which is what the video shows.
     grip_action = np.zeros(t_len)
-    grip_action[:-1] = np.diff(ro.gripper.astype(np.float64))
+    grip_action[:-1] = np.diff(ro.gripper_command.astype(np.float64))
     rot = quat_to_matrix(pose[:, 3:])
     to_go_rot = matrix_to_axis_angle(rot[-1][None] @ np.swapaxes(rot, -1, -2))
     lay = scene_layout
