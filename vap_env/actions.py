@@ -338,14 +338,3 @@ def validate_chunk(
             "pass clip_actions=True to clip instead"
         )
     return np.clip(chunk, low, high)
-    # A float32 Box stores rounded bounds; tolerate that rounding, not more.
-    tol = 1e-6 * np.maximum(1.0, np.abs(high - low))
-    outside = (chunk < low - tol) | (chunk > high + tol)
-    if np.any(outside):
-        k, d = np.argwhere(outside)[0].tolist()
-        raise ValueError(
-            f"{where}[{k}, {d}] = {chunk[k, d]:.6g} is outside the action space [{low[k, d]:.6g}, "
-            f"{high[k, d]:.6g}] ({int(outside.sum())} value(s) out of range); pass clip_actions=True "
-            "to clip instead"
-        )
-    return np.clip(chunk, low, high)
