@@ -11,6 +11,7 @@ as a (K, D) chunk -- a model trained on a single-action (D,) space yields (1, D)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 from collections.abc import Mapping
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 
 from policies.base import as_chunk
 from vap_env.config import did_you_mean
@@ -74,13 +76,18 @@ class SB3Policy:
         self._keys = list(getattr(self.model.observation_space, "spaces", {}) or [])
         self._state: Any = None
         self._episode_start = np.ones((1,), dtype=bool)
+        self._rng_state: torch.Tensor | None = None  # this policy's own sampling stream
 
     def reset(self, instruction: str, seed: int | None = None) -> None:
-        """Clear recurrent state; a seed fixes the sampling of ``deterministic=False``."""
+        """Clear recurrent state; a seed fixes the sampling of ``deterministic=False``.
+
+        The seed starts a private torch random stream: ``model.set_random_seed`` would reseed
+        the process-wide random / NumPy / torch generators, under everything else running.
+        """
         self._state = None
         self._episode_start = np.ones((1,), dtype=bool)
         if seed is not None:
-            self.model.set_random_seed(seed)
+            self._rng_state = torch.Generator().manual_seed(seed).get_state()
 
     def _model_observation(self, observation: Mapping[str, Any]) -> Any:
         if self._keys:  # Dict observation space: pass exactly its keys
@@ -102,12 +109,20 @@ class SB3Policy:
 
     def act(self, observation: Mapping[str, Any]) -> np.ndarray:
         """``model.predict`` on the observation, as a (K, D) float32 chunk."""
-        action, self._state = self.model.predict(
-            self._model_observation(observation),
-            state=self._state,
-            episode_start=self._episode_start,
-            deterministic=self.cfg.deterministic,
-        )
+        obs = self._model_observation(observation)
+        with contextlib.ExitStack() as stack:
+            if self._rng_state is not None and not self.cfg.deterministic:
+                cuda = [self.model.device] if self.model.device.type == "cuda" else []
+                stack.enter_context(torch.random.fork_rng(devices=cuda))
+                torch.set_rng_state(self._rng_state)
+            action, self._state = self.model.predict(
+                obs,
+                state=self._state,
+                episode_start=self._episode_start,
+                deterministic=self.cfg.deterministic,
+            )
+            if self._rng_state is not None and not self.cfg.deterministic:
+                self._rng_state = torch.get_rng_state()
         self._episode_start = np.zeros((1,), dtype=bool)
         action = np.asarray(action, dtype=np.float32)
         return as_chunk(action[None] if action.ndim == 1 else action, where="sb3 policy")

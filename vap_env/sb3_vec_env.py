@@ -107,7 +107,18 @@ class SB3VecEnv(VecEnv):
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
         return [getattr(self.env, attr_name) for _ in self._get_indices(indices)]
 
+    def _all_envs(self, indices: VecEnvIndices, what: str) -> list[int]:
+        chosen = list(self._get_indices(indices))
+        if sorted(chosen) != list(range(self.num_envs)):
+            # One batched VAPVectorEnv holds every env: there is no per-env copy to change.
+            raise ValueError(
+                f"{what} on envs {chosen}: SB3VecEnv wraps one batched VAPVectorEnv whose "
+                "attributes and methods are shared by all envs; pass indices=None"
+            )
+        return chosen
+
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        self._all_envs(indices, f"set_attr({attr_name!r})")
         setattr(self.env, attr_name, value)
 
     def env_method(
@@ -117,8 +128,9 @@ class SB3VecEnv(VecEnv):
         indices: VecEnvIndices = None,
         **method_kwargs: Any,
     ) -> list[Any]:
+        chosen = self._all_envs(indices, f"env_method({method_name!r})")
         result = getattr(self.env, method_name)(*method_args, **method_kwargs)
-        return [result for _ in self._get_indices(indices)]
+        return [result for _ in chosen]
 
     def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
         return [False for _ in self._get_indices(indices)]

@@ -68,6 +68,19 @@ def test_sb3_stochastic_is_seeded(saved_ppo):
     policy.reset("", seed=5)
     b = [policy.act(obs) for _ in range(2)]
     np.testing.assert_array_equal(a[0], b[0])
+    # The seed is the policy's own: the process-wide generators go on as they were.
+    import torch
+
+    # (SB3's set_random_seed seeds NumPy's legacy global generator: that is what is checked.)
+    torch.manual_seed(123)
+    np.random.seed(123)  # noqa: NPY002
+    expected = (torch.rand(3), np.random.rand(3))  # noqa: NPY002
+    torch.manual_seed(123)
+    np.random.seed(123)  # noqa: NPY002
+    policy.reset("", seed=7)
+    policy.act(obs)
+    np.testing.assert_array_equal(torch.rand(3), expected[0])
+    np.testing.assert_array_equal(np.random.rand(3), expected[1])  # noqa: NPY002
     np.testing.assert_array_equal(a[1], b[1])
     assert not np.array_equal(a[0], a[1])
 

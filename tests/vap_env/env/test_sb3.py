@@ -58,6 +58,11 @@ def test_sb3_vec_env_autoreset_and_infos():
             np.testing.assert_array_equal(info["terminal_observation"]["image"], info["frames"][-1])
             assert not np.array_equal(obs["image"][i], info["frames"][-1])
         assert venv.get_attr("chunk_frames") == [8, 8]
+        venv.set_attr("render_mode", None)  # all envs: fine
+        with pytest.raises(ValueError, match=r"set_attr\('render_mode'\) on envs \[1\]"):
+            venv.set_attr("render_mode", None, indices=[1])
+        with pytest.raises(ValueError, match="shared by all envs"):
+            venv.env_method("render", indices=0)
     finally:
         venv.close()
     with pytest.raises(ValueError, match="SameStep"):
