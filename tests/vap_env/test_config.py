@@ -68,3 +68,5 @@ def test_train_config_rejects_values_that_would_fail_mid_run():
         DataConfig(num_workers=-2)
     with pytest.raises(TypeError, match=r"data\.split: expected a string"):
         from_dict(TrainConfig, {"data": {"split": 3}})
+    with pytest.raises(ValueError, match=r"log_with='tensorbord'.*Did you mean 'tensorboard'"):
+        TrainConfig(log_with="tensorbord")

@@ -177,6 +177,15 @@ class TrainConfig:
                 f"stage={self.stage!r} is not one of {list(STAGES)}."
                 + did_you_mean(self.stage, list(STAGES))
             )
+        if self.log_with is not None:
+            from accelerate.utils import LoggerType
+
+            trackers = [t.value for t in LoggerType]
+            if self.log_with not in trackers:
+                raise ValueError(
+                    f"log_with={self.log_with!r} is not an Accelerate tracker; use one of "
+                    f"{trackers} or null.{did_you_mean(self.log_with, trackers)}"
+                )
         if self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(
                 f"mixed_precision={self.mixed_precision!r} is not one of {list(MIXED_PRECISION)}"
