@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import math
 import numbers
+import os
 import types
 import typing
 from collections.abc import Mapping
@@ -41,12 +42,15 @@ def _scalar(tp: type, value: Any, where: str) -> Any:
     if tp is bool:
         if isinstance(value, bool | np.bool_):
             return bool(value)
+        if isinstance(value, numbers.Integral) and value in (0, 1):
+            return bool(value)
         raise TypeError(f"{where}: expected true or false, got {got}")
     if tp is int:
         if isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_):
             return int(value)
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
+        if isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_):
+            if float(value).is_integer():  # 4.0, np.float32(4)
+                return int(value)
         raise TypeError(f"{where}: expected an integer, got {got}")
     if tp is float:
         if isinstance(value, str):
@@ -62,6 +66,10 @@ def _scalar(tp: type, value: Any, where: str) -> Any:
             return value
         raise TypeError(f"{where}: expected a number, got {got}")
     if tp is str and not isinstance(value, str):
+        if isinstance(value, os.PathLike):  # a path field given a pathlib.Path
+            return os.fspath(value)
+        if type(value).__module__ == "torch" and type(value).__name__ == "device":
+            return str(value)  # a device field given torch.device("cuda:1")
         raise TypeError(f"{where}: expected a string, got {got}")
     return value
 

@@ -32,6 +32,15 @@ def test_good_values_are_converted_to_the_field_type():
     assert s.flag is False
     assert s.xyz == (1.0, 2.0, 3.5) and all(type(v) is float for v in s.xyz)
     assert from_dict(Sample, {"steps": 4.0}).steps == 4
+    assert from_dict(Sample, {"steps": np.float32(4)}).steps == 4
+    assert from_dict(Sample, {"flag": 0}).flag is False  # 0/1 read as false/true
+    # A path or a torch device where a string is expected: converted, as str() would.
+    import pathlib
+
+    import torch
+
+    assert from_dict(Sample, {"name": pathlib.Path("/a/b")}).name == "/a/b"
+    assert from_dict(Sample, {"name": torch.device("cuda", 1)}).name == "cuda:1"
 
 
 @pytest.mark.parametrize(
@@ -43,6 +52,7 @@ def test_good_values_are_converted_to_the_field_type():
         ({"rate": "fast"}, TypeError, r"Sample\.rate: expected a number, got 'fast'"),
         ({"rate": float("nan")}, ValueError, r"Sample\.rate: is NaN"),
         ({"flag": "no"}, TypeError, r"Sample\.flag: expected true or false, got 'no'"),
+        ({"flag": 2}, TypeError, r"Sample\.flag: expected true or false, got 2"),
         ({"name": 3}, TypeError, r"Sample\.name: expected a string, got 3 \(int\)"),
         ({"xyz": [1, 2]}, ValueError, r"Sample\.xyz: expected 3 values, got 2"),
         ({"xyz": [1, 2, "z"]}, TypeError, r"Sample\.xyz\[2\]: expected a number"),
