@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Literal
 
 from vap_env.train.config import load_train_config
 
@@ -41,8 +42,8 @@ class Config:
         default=None, metadata={"help": "override model (preset, weights directory or hub id)"}
     )
     max_steps: int | None = field(default=None, metadata={"help": "override max_steps"})
-    mixed_precision: str | None = field(
-        default=None, metadata={"help": "override mixed_precision (no | bf16 | fp16)"}
+    mixed_precision: Literal["no", "bf16", "fp16"] | None = field(
+        default=None, metadata={"help": "override mixed_precision"}
     )
 
 

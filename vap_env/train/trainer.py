@@ -8,7 +8,7 @@
     accelerate launch --config_file fsdp.yaml -m vap_env.cli train --config ...   # FSDP / DeepSpeed
 
 (``accelerate config`` writes such a config file; mixed precision comes from the training config's
-``mixed_precision`` unless the launcher sets it.) Several CPU processes (DDP over gloo, how the
+``mixed_precision`` unless the launcher asks for bf16 / fp16.) Several CPU processes (DDP over gloo, how the
 multi-process path is tested here): ``ACCELERATE_USE_CPU=true torchrun --nproc_per_node 2 -m
 vap_env.cli train --config ...``.
 
@@ -460,11 +460,12 @@ class Trainer:
     ) -> None:
         self.cfg = cfg
         out = Path(cfg.output_dir)
-        # `accelerate launch --mixed_precision X` exports ACCELERATE_MIXED_PRECISION, which an
-        # explicit argument would override: the launcher's choice wins, as documented above.
-        launcher = os.environ.get("ACCELERATE_MIXED_PRECISION")
+        # `accelerate launch` exports ACCELERATE_MIXED_PRECISION ("no" unless --mixed_precision is
+        # given), which an explicit argument would override: a launcher's bf16/fp16 wins, its
+        # default "no" leaves the config's choice.
+        launcher = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
         self.accelerator = Accelerator(
-            mixed_precision=None if launcher else cfg.mixed_precision,
+            mixed_precision=launcher if launcher != "no" else cfg.mixed_precision,
             gradient_accumulation_steps=cfg.gradient_accumulation_steps,
             log_with=cfg.log_with,
             project_config=ProjectConfiguration(

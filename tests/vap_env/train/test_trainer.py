@@ -191,6 +191,14 @@ def test_mixed_precision_comes_from_the_launcher_and_fp16_needs_a_gpu(
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
     trainer = Trainer(_cfg(micro_model_dir, tmp_path / "a"), dataset_factory=synthetic_clips())
     assert trainer.accelerator.mixed_precision == "bf16"
+    # The launcher's default ("no", exported whenever accelerate launch runs) leaves the config's.
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")
+    AcceleratorState._reset_state(True)
+    trainer = Trainer(
+        _cfg(micro_model_dir, tmp_path / "c", mixed_precision="bf16"),
+        dataset_factory=synthetic_clips(),
+    )
+    assert trainer.accelerator.mixed_precision == "bf16"
     monkeypatch.delenv("ACCELERATE_MIXED_PRECISION")
     AcceleratorState._reset_state(True)
     if not torch.cuda.is_available():
