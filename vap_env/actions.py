@@ -96,10 +96,8 @@ class ActionLimits:
 
     def __post_init__(self) -> None:
         for name in ("max_joint_delta", "max_translation", "max_rotation"):
-            if not 0 < getattr(self, name) < math.inf:
-                raise ValueError(
-                    f"action_limits.{name}={getattr(self, name)} must be a finite number > 0"
-                )
+            if not getattr(self, name) > 0:  # NaN fails too; inf leaves that channel unbounded
+                raise ValueError(f"action_limits.{name}={getattr(self, name)} must be > 0")
         low, high = np.asarray(self.workspace_low, float), np.asarray(self.workspace_high, float)
         if (
             low.shape != (3,)

@@ -95,6 +95,7 @@ class VAPCore:
 
     def __init__(self, cfg: EnvConfig, num_slots: int, task: Task | None = None) -> None:
         from kinematics import SkeletonRenderer, load_robot
+        from vap_env.env import check_device
         from vap_env.models import load_world_model
 
         if num_slots < 1:
@@ -105,6 +106,7 @@ class VAPCore:
         if not isinstance(self.task, Task):
             raise TypeError(f"task must be a vap_env.tasks.Task, got {type(self.task).__name__}")
         self.robot = load_robot(cfg.robot, geometry=False)  # kinematics only: no meshes to load
+        check_device(cfg.device, available=True)
         self.world_model = load_world_model(resolve_weights(cfg.weights), device=cfg.device)
         mcfg = self.world_model.config
         self.height, self.width, self.chunk_frames = mcfg.height, mcfg.width, mcfg.chunk_frames
@@ -349,7 +351,7 @@ class VAPCore:
 
     @staticmethod
     def _check_gripper(value: Any, what: str) -> float:
-        g = as_numbers(value, what)
+        g = as_numbers(float(value) if isinstance(value, bool | np.bool_) else value, what)
         if g.size != 1 or not np.isfinite(g).all() or not 0.0 <= float(g.reshape(())) <= 1.0:
             raise ValueError(
                 f"{what} must be one number in [0, 1] (0 open, 1 closed), got {value!r}"

@@ -122,8 +122,9 @@ class EnvConfig:
             )
 
 
-def check_device(device: str) -> None:
-    """Raise a ``ValueError`` naming ``device`` if torch cannot place a model there."""
+def check_device(device: str, *, available: bool = False) -> None:
+    """Raise a ``ValueError`` naming ``device`` if it is no torch device (or, with ``available``,
+    if this machine has no such device: a config for a GPU machine may be written on a CPU one)."""
     import torch
 
     try:
@@ -132,7 +133,7 @@ def check_device(device: str) -> None:
         raise ValueError(
             f"device={device!r} is not a torch device; use 'cpu', 'cuda', 'cuda:1' or 'mps'"
         ) from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
+    if available and dev.type == "cuda" and not torch.cuda.is_available():
         why = (
             "this torch is a CPU-only build" if torch.version.cuda is None else "no GPU is visible"
         )

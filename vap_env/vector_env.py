@@ -122,7 +122,8 @@ class VAPVectorEnv(VectorEnv):
             return [None] * self.num_envs
         if isinstance(seed, int | np.integer) and not isinstance(seed, bool):
             return [int(seed) + i for i in range(self.num_envs)]
-        seeds = list(seed) if isinstance(seed, list | tuple | np.ndarray) else None
+        is_seq = isinstance(seed, Sequence | np.ndarray) and not isinstance(seed, str | bytes)
+        seeds = list(seed) if is_seq else None
         if seeds is None or len(seeds) != self.num_envs:
             raise ValueError(
                 f"seed must be an int, None or a list of num_envs={self.num_envs} ints/None, "

@@ -12,6 +12,7 @@ from gymnasium.error import ResetNeeded
 from gymnasium.utils.env_checker import check_env, data_equivalence
 
 from kinematics import load_robot
+from vap_env.actions import ActionLimits
 from vap_env.env import EnvConfig, VAPEnv, resolve_env_args
 from vap_env.tasks import ReachTask, Task
 
@@ -371,8 +372,10 @@ def test_config_errors_name_the_fix():
         with pytest.raises((TypeError, ValueError), match=match):
             VAPEnv(preset="rt1", **kwargs)
     if not torch.cuda.is_available():
+        EnvConfig(device="cuda")  # a config for a GPU machine may be written here
         with pytest.raises(ValueError, match=r"device='cuda', but .*use device='cpu'"):
             VAPEnv(preset="rt1", device="cuda")
+    assert EnvConfig(action_limits=ActionLimits(max_rotation=np.inf))  # unbounded is allowed
     # A dict config is read like a YAML preset.
     cfg, _ = resolve_env_args(None, {"action_mode": "joint_pos"}, None, {}, None, [])
     assert cfg == EnvConfig(action_mode="joint_pos")

@@ -127,6 +127,7 @@ def test_vector_bad_input(small_actions):
             envs.reset(seed=[1, 2, 3])
         with pytest.raises(ValueError, match=r"seed must be an int.*got 1\.5"):
             envs.reset(seed=1.5)
+        envs.reset(seed=range(2))  # any sequence of ints, as SyncVectorEnv takes
         with pytest.raises(ValueError, match=r"per_env'\] entries must be option dicts.*'int'"):
             envs.reset(options={"per_env": [None, 5]})
         ragged = [np.zeros((8, 7)), np.zeros((8, 6))]
