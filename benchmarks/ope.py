@@ -395,9 +395,14 @@ def format_report(report: dict[str, Any]) -> str:
         markdown_table(header, rows)
         + f"\n\nPearson r = {a['pearson']:.3f}, MMRV = {a['mmrv']:.3f} over {a['n_policies']} "
         f"policies x {a['n_scenes']} scenes (real = the detector on the ground-truth simulator's "
-        f"videos, sim = the detector on the world model's, weights {report['weights']!r}); against the "
-        f"simulator's state instead: Pearson r = {a['pearson_vs_state']:.3f}, MMRV = "
-        f"{a['mmrv_vs_state']:.3f}; per-episode agreement {a['episode_agreement']:.2f}; detector "
+        f"videos, sim = the detector on the world model's, weights {report['weights']!r}); "
+        + (
+            f"against the simulator's state instead: Pearson r = {a['pearson_vs_state']:.3f}, "
+            f"MMRV = {a['mmrv_vs_state']:.3f}; "
+            if "pearson_vs_state" in a  # reports saved before these figures existed lack them
+            else ""
+        )
+        + f"per-episode agreement {a['episode_agreement']:.2f}; detector "
         f"accuracy on ground-truth videos {a['detector_accuracy_on_ground_truth']:.2f}. "
         "Success rates are means over scenes with 95% bootstrap intervals."
     )

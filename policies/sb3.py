@@ -76,7 +76,8 @@ class SB3Policy:
         self._keys = list(getattr(self.model.observation_space, "spaces", {}) or [])
         self._state: Any = None
         self._episode_start = np.ones((1,), dtype=bool)
-        self._rng_state: torch.Tensor | None = None  # this policy's own sampling stream
+        # this policy's own sampling stream: CPU generator state (+ the CUDA one on a GPU)
+        self._rng_state: tuple[torch.Tensor, torch.Tensor | None] | None = None
 
     def reset(self, instruction: str, seed: int | None = None) -> None:
         """Clear recurrent state; a seed fixes the sampling of ``deterministic=False``.
@@ -87,7 +88,14 @@ class SB3Policy:
         self._state = None
         self._episode_start = np.ones((1,), dtype=bool)
         if seed is not None:
-            self._rng_state = torch.Generator().manual_seed(seed).get_state()
+            cpu = torch.Generator().manual_seed(seed).get_state()
+            device = self.model.device
+            cuda = (
+                torch.Generator(device=device).manual_seed(seed).get_state()
+                if device.type == "cuda"
+                else None
+            )
+            self._rng_state = (cpu, cuda)
 
     def _model_observation(self, observation: Mapping[str, Any]) -> Any:
         if self._keys:  # Dict observation space: pass exactly its keys
@@ -110,19 +118,27 @@ class SB3Policy:
     def act(self, observation: Mapping[str, Any]) -> np.ndarray:
         """``model.predict`` on the observation, as a (K, D) float32 chunk."""
         obs = self._model_observation(observation)
+        own = self._rng_state is not None and not self.cfg.deterministic
+        device = self.model.device
         with contextlib.ExitStack() as stack:
-            if self._rng_state is not None and not self.cfg.deterministic:
-                cuda = [self.model.device] if self.model.device.type == "cuda" else []
-                stack.enter_context(torch.random.fork_rng(devices=cuda))
-                torch.set_rng_state(self._rng_state)
+            if own:
+                # Sample from this policy's stream, and give the process its own back afterwards.
+                cpu, cuda = self._rng_state
+                stack.enter_context(
+                    torch.random.fork_rng(devices=[device] if cuda is not None else [])
+                )
+                torch.set_rng_state(cpu)
+                if cuda is not None:
+                    torch.cuda.set_rng_state(cuda, device)
             action, self._state = self.model.predict(
                 obs,
                 state=self._state,
                 episode_start=self._episode_start,
                 deterministic=self.cfg.deterministic,
             )
-            if self._rng_state is not None and not self.cfg.deterministic:
-                self._rng_state = torch.get_rng_state()
+            if own:
+                cuda_after = torch.cuda.get_rng_state(device) if cuda is not None else None
+                self._rng_state = (torch.get_rng_state(), cuda_after)
         self._episode_start = np.zeros((1,), dtype=bool)
         action = np.asarray(action, dtype=np.float32)
         return as_chunk(action[None] if action.ndim == 1 else action, where="sb3 policy")

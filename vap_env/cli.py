@@ -144,7 +144,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e))
     try:
         return int(module.main(cfg) or 0)
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError, TypeError) as e:
+    except (
+        ValueError,
+        KeyError,
+        FileNotFoundError,
+        FileExistsError,
+        TypeError,
+        FloatingPointError,
+    ) as e:
         # Bad input found while running (an unknown preset, a missing directory...): the message
         # names the value and the fix, a traceback would bury it. VAP_ENV_TRACEBACK=1 shows it.
         if os.environ.get("VAP_ENV_TRACEBACK"):

@@ -22,8 +22,10 @@ deterministic 512-d bag-of-words hash, unit norm; *not* the Universal Sentence E
 ``src_rotation`` = identity quaternion; ``orientation_box`` and ``robot_orientation_positions_box``
 = zeros; ``vector_to_go`` / ``rotation_delta_to_go`` = position / axis-angle from the current TCP
 pose to the final one; ``workspace_bounds`` = rows [min xyz, max xyz, 0] of the table workspace.
-RT-1 ``action``: ``world_vector``, ``rotation_delta``, ``gripper_closedness_action`` follow the
-``Episode`` convention (``vap_env.data.episode``); ``terminate_episode`` = [1, 0, 0] on the last
+RT-1 ``action``: ``world_vector`` and ``rotation_delta`` follow the ``Episode`` convention
+(``vap_env.data.episode``); ``gripper_closedness_action`` is the relative command (the change of
+``gripper_closedness_commanded``: + close, - open), whereas the ``Episode`` replays the measured
+change of ``gripper_closed``, which stalls on a grasped object; ``terminate_episode`` = [1, 0, 0] on the last
 step and [0, 1, 0] before; base displacements = zeros. ``reward`` = 1.0 on the last step of a
 successful episode, else 0.
 
