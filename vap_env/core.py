@@ -18,6 +18,7 @@ of the slot's torch generator, so a seeded reset fixes the whole rollout, and N 
 
 from __future__ import annotations
 
+import copy
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -102,7 +103,9 @@ class VAPCore:
             raise ValueError(f"num_envs must be >= 1, got {num_slots}")
         self.cfg = cfg
         self.num_slots = num_slots
-        self.task = task if task is not None else make_task(cfg.task)
+        # A copy: the same Task object handed to several envs (SyncVectorEnv over gym.make with
+        # task=ReachTask()) would mix their per-slot state, as every single env is slot 0.
+        self.task = copy.deepcopy(task) if task is not None else make_task(cfg.task)
         if not isinstance(self.task, Task):
             raise TypeError(f"task must be a vap_env.tasks.Task, got {type(self.task).__name__}")
         self.robot = load_robot(cfg.robot, geometry=False)  # kinematics only: no meshes to load

@@ -303,8 +303,13 @@ class VAPEnv(gym.Env):
             preset, config, task, overrides, render_mode, self.metadata["render_modes"]
         )
         self.render_mode = render_mode
-        self.metadata = {**type(self).metadata, "render_fps": self.config.render_fps}
         self.core = VAPCore(self.config, 1, task)
+        # render() gives one frame per step (the chunk's last), so recorders such as Gymnasium's
+        # RecordVideo must play them at the step rate; info["frames"] holds all K at render_fps.
+        self.metadata = {
+            **type(self).metadata,
+            "render_fps": self.config.render_fps / self.core.chunk_frames,
+        }
         self.action_space = self.core.single_action_space
         self.observation_space = self.core.single_observation_space
 

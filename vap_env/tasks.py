@@ -15,7 +15,9 @@ env = gym.make("vap_env:VAP-RT1-v0", task=StayLow())
 ```
 
 Tasks are per env slot: a natively batched env calls them once per slot with that slot's data, so
-one task instance serves all slots and keeps per-slot state in its own arrays or dicts.
+one task instance serves all slots and keeps per-slot state in its own arrays or dicts. Each env
+works on its own copy of the task it is given (``env.unwrapped.task``), so one instance can be
+handed to several envs.
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ class ReachTask(Task):
 
     Reward per step: minus the distance (m) from the TCP after the last action of the chunk to the
     goal; terminates (success) once that distance is below ``tolerance_m``. The goal is a fixed
-    offset from the start TCP, so a policy can learn it from ``proprio`` alone.
+    offset from the start TCP, so a policy can learn it from ``proprio`` alone. Info: ``goal`` (3,)
+    at reset; ``distance`` (m) and ``is_success`` (what SB3's EvalCallback reads) at each step.
 
     Args:
         offset: goal minus start TCP position, base frame (m).
@@ -78,7 +81,7 @@ class ReachTask(Task):
     def __init__(
         self, offset: tuple[float, float, float] = (0.0, 0.0, 0.1), tolerance_m: float = 0.02
     ) -> None:
-        if tolerance_m <= 0:
+        if not tolerance_m > 0:  # NaN too: it would never terminate
             raise ValueError(f"tolerance_m must be > 0, got {tolerance_m}")
         self.offset = np.asarray(offset, dtype=np.float64)
         if self.offset.shape != (3,):
@@ -96,7 +99,8 @@ class ReachTask(Task):
     def step(self, slot: int, step: TaskStep) -> tuple[float, bool, dict[str, Any]]:
         tcp = step.proprio[-1, step.num_joints : step.num_joints + 3]
         distance = float(np.linalg.norm(tcp - self._goals[slot]))
-        return -distance, distance < self.tolerance_m, {"distance": distance}
+        success = distance < self.tolerance_m
+        return -distance, success, {"distance": distance, "is_success": success}
 
 
 TASKS: dict[str, type[Task]] = {"none": NullTask, "reach": ReachTask}

@@ -91,12 +91,12 @@ class VAPVectorEnv(VectorEnv):
                 f"autoreset_mode={autoreset_mode!r}; use one of {[m.value for m in AutoresetMode]}"
             ) from None
         self.render_mode = render_mode
+        self.core = VAPCore(self.config, num_envs, task)
         self.metadata = {
             **type(self).metadata,
-            "render_fps": self.config.render_fps,
+            "render_fps": self.config.render_fps / self.core.chunk_frames,  # one frame per step
             "autoreset_mode": self.autoreset_mode,
         }
-        self.core = VAPCore(self.config, num_envs, task)
         self.num_envs = num_envs
         self.single_action_space = self.core.single_action_space
         self.single_observation_space = self.core.single_observation_space

@@ -72,7 +72,7 @@ def test_spaces_observation_layout_and_step_info(rt1_env, small_actions):
     assert spaces["image"].shape == (64, 80, 3) and spaces["image"].dtype == np.uint8
     assert spaces["skeleton"].shape == (64, 80, 3)
     assert spaces["proprio"].shape == (7 + 8,) and spaces["proprio"].dtype == np.float32
-    assert env.metadata["render_fps"] == 3.0
+    assert env.metadata["render_fps"] == 3.0 / 8  # render() gives one frame per 8-frame step
 
     obs, info = env.reset(seed=1)
     assert isinstance(info["instruction"], str) and info["instruction"]
@@ -102,7 +102,7 @@ def test_spaces_observation_layout_and_step_info(rt1_env, small_actions):
 def test_render_side_by_side_and_droid_preset(make_env):
     env = make_env("VAP-DROID-v0", render_mode="rgb_array", render_skeleton=True)
     obs, _ = env.reset(seed=0)
-    assert env.metadata["render_fps"] == 15.0
+    assert env.metadata["render_fps"] == 15.0 / 8
     assert env.action_space.shape == (8, 8)  # joint_pos: 7 joints + gripper
     frame = env.render()
     assert frame.shape == (64, 160, 3)
@@ -343,6 +343,29 @@ def test_tasks_are_pluggable(make_env):
         make_env(task="rech")
     with pytest.raises(ValueError, match=r"tolerance_m"):
         ReachTask(tolerance_m=0)
+    with pytest.raises(ValueError, match=r"tolerance_m"):
+        ReachTask(tolerance_m=float("nan"))
+
+
+def test_one_task_object_can_serve_several_envs(make_env):
+    # Each single env is slot 0: a shared ReachTask used to let the last reset set every goal.
+    task = ReachTask()
+    a = make_env(task=task, action_mode="joint_delta")
+    b = make_env(task=task, action_mode="joint_delta")
+    assert a.unwrapped.task is not b.unwrapped.task
+    obs_a, _ = a.reset(seed=0)
+    q = obs_a["proprio"][:7].astype(np.float64)
+    q[0] += 0.5
+    b.reset(
+        options={
+            "image": obs_a["image"],
+            "instruction": "reach",
+            "joints": q,
+            "gripper": 0.0,
+        }
+    )
+    _, reward, _, _, info = a.step(np.zeros((8, 8), np.float32))
+    assert reward == pytest.approx(-0.1, abs=1e-5) and info["is_success"] is False
 
 
 def test_config_errors_name_the_fix():
