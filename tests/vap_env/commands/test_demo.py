@@ -39,6 +39,7 @@ def test_demo_end_to_end(tmp_path, capsys):
     rollout = demo["policy_rollout"]
     assert rollout["frames"] == 9 and rollout["skill"] == "open_drawer"
     assert rollout["ground_truth_state_success"] is True  # the noise-free skill in the simulator
+    assert isinstance(rollout["blurred_start_detected_success"], bool)  # the detector's control
     video = read_video(out / "policy_rollout.mp4")  # ground truth | world model | skeleton
     assert video.shape[0] == 9 and video.shape[2] == 3 * video.shape[1] * 80 // 64
     assert set(demo["timings_s"]) == {"data", "st-iou", "policy rollout", "total"}
