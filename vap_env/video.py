@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -16,8 +18,8 @@ class VideoWriter:
     """
 
     def __init__(self, path: str | Path, fps: float, codec: str = "libx264") -> None:
-        if fps <= 0:
-            raise ValueError(f"fps = {fps} must be positive")
+        if not 0 < fps < math.inf:
+            raise ValueError(f"fps = {fps} must be a finite number > 0")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fps = fps
@@ -39,7 +41,10 @@ class VideoWriter:
                 raise ValueError(
                     f"H.264 needs an even frame size; got {w}x{h}: pick even width/height"
                 )
-            self._stream = self._container.add_stream(self.codec, rate=round(self.fps))
+            # A fraction, not round(fps): 2.5 Hz would play at 2, and 0.375 (one frame per
+            # 8-frame step at 3 Hz) at PyAV's 24 fps default for a rate of 0.
+            rate = Fraction(self.fps).limit_denominator(1001)
+            self._stream = self._container.add_stream(self.codec, rate=rate)
             self._stream.width, self._stream.height = w, h
             self._stream.pix_fmt = "yuv420p"
         elif arr.shape[1:3] != (self._stream.height, self._stream.width):
