@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.error import ResetNeeded
+from gymnasium.error import ClosedEnvironmentError, ResetNeeded
 
 from vap_env.actions import ACTION_MODES, ActionLimits
 from vap_env.config import did_you_mean, from_dict, load_preset, preset_names
@@ -323,15 +323,22 @@ class VAPEnv(gym.Env):
         """The reward/termination task."""
         return self.core.task
 
+    def _open_core(self, call: str) -> VAPCore:
+        if getattr(self, "core", None) is None:
+            raise ClosedEnvironmentError(f"env.{call}() after env.close(); make a new env")
+        return self.core
+
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        core = self._open_core("reset")
         super().reset(seed=seed)
-        return self.core.reset_slot(0, self.np_random, options)
+        return core.reset_slot(0, self.np_random, options)
 
     def step(
         self, action: np.ndarray
     ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        self._open_core("step")
         if not self.core.started[0]:
             raise ResetNeeded("Cannot call env.step() before calling env.reset()")
         if self.core.ended[0]:
@@ -347,6 +354,8 @@ class VAPEnv(gym.Env):
                 "render() called without a render_mode; pass render_mode='rgb_array' to gym.make"
             )
             return None
+        if not self._open_core("render").started[0]:
+            raise ResetNeeded("Cannot call env.render() before calling env.reset()")
         return self.core.render(0)
 
     def close(self) -> None:

@@ -80,7 +80,12 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray] | np.ndarray, fps
         else:
             for chunk in frames:
                 writer.write(chunk)
-        return writer.frames_written
+        written = writer.frames_written
+    if written == 0:
+        # An mp4 without a video stream would only fail later, when read: say so now.
+        Path(path).unlink(missing_ok=True)
+        raise ValueError(f"no frames to write to {str(path)!r}")
+    return written
 
 
 def read_video(path: str | Path) -> np.ndarray:

@@ -26,3 +26,6 @@ def test_round_trip_keeps_count_colour_order_and_fractional_rate(tmp_path):
         write_video(tmp_path / "x.mp4", frames, fps=float("nan"))
     with pytest.raises(ValueError, match="even frame size"):
         write_video(tmp_path / "odd.mp4", np.zeros((2, 15, 16, 3), np.uint8), fps=3)
+    with pytest.raises(ValueError, match="no frames to write"):
+        write_video(tmp_path / "empty.mp4", [], fps=3)
+    assert not (tmp_path / "empty.mp4").exists()

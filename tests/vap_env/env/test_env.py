@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from gymnasium.error import ResetNeeded
+from gymnasium.error import ClosedEnvironmentError, ResetNeeded
 from gymnasium.utils.env_checker import check_env, data_equivalence
 
 from kinematics import load_robot
@@ -134,12 +134,16 @@ def test_every_action_mode_steps(make_env):
 def test_step_before_reset_is_gymnasium_error(make_env):
     with pytest.raises(ResetNeeded):
         make_env().step(np.zeros((8, 7), np.float32))
-    env = VAPEnv(preset="rt1", num_inference_steps=1)  # no OrderEnforcing wrapper: the env itself
+    env = VAPEnv(preset="rt1", num_inference_steps=1, render_mode="rgb_array")  # unwrapped
     try:
         with pytest.raises(ResetNeeded, match=r"before calling env.reset"):
             env.step(np.zeros((8, 7), np.float32))
+        with pytest.raises(ResetNeeded, match=r"render\(\) before calling env.reset"):
+            env.render()  # it returned a black frame
     finally:
         env.close()
+    with pytest.raises(ClosedEnvironmentError, match=r"env.reset\(\) after env.close\(\)"):
+        env.reset(seed=0)
 
 
 def test_gripper_only_prompt_draws_no_arm(make_env):
