@@ -9,8 +9,8 @@ state). Episodes are made long enough that no env resets while timed, so every s
 ``num_envs * K`` frames. Reported per ``num_envs``:
 
 - ``env_steps_per_s`` = num_envs * steps / time, ``frames_per_s`` = that * K;
-- ``last10_over_first10``: mean time of the last 10 timed steps / of the first 10 (null under 20 steps; a rollout must
-  not slow down as it grows: no state may accumulate between chunks);
+- ``last10_over_first10``: mean time of the last 10 timed steps / of the first 10, null under 20
+  steps (a rollout must not slow down as it grows: no state may accumulate between chunks);
 - ``rss_growth_mb``: resident memory after the timed steps minus before them;
 - mean seconds per step in kinematics and in the world model (from the step info).
 """

@@ -14,8 +14,8 @@ all-black prompt), ``vae_reconstruction`` (the recording through the model's VAE
 Per skill (``Episode.skill``) and over all episodes: n, mean ST-IoU with a 95% bootstrap interval
 (mask source in the header), PSNR and SSIM, for the model, the baselines and the ceilings; and,
 in the JSON, ST-IoU and PSNR chunk by chunk (``by_chunk``: how errors compound in the rollout).
-Outputs in ``--out-dir``: ``st_iou.json`` (every episode), ``st_iou.md`` (the table), ``st_iou.png`` (bars
-per skill with the intervals) and ``videos/<episode>.mp4`` grids ``recorded | skeleton |
+Outputs in ``--out-dir``: ``st_iou.json`` (every episode), ``st_iou.md`` (the table),
+``st_iou.png`` (bars per skill with the intervals) and ``videos/<episode>.mp4`` grids ``recorded | skeleton |
 generated`` for the first ``--videos`` episodes (the skeleton is the prompt the model saw).
 
 Several processes split the episodes between them (``PartialState.split_between_processes``);
@@ -38,7 +38,12 @@ from typing import Any
 
 import numpy as np
 
-from vap_env.train.evaluate import VARIANTS, by_chunk_summary, evaluate_episode
+from vap_env.train.evaluate import (
+    REPLAY_MAX_STEPS,
+    VARIANTS,
+    by_chunk_summary,
+    evaluate_episode,
+)
 
 __all__ = [
     "METRICS",
@@ -280,8 +285,7 @@ def _run(cfg: Config) -> dict[str, Any] | None:
     kwargs: dict[str, Any] = {"num_inference_steps": cfg.num_inference_steps, "device": device}
     if cfg.weights is not None:
         kwargs["weights"] = cfg.weights
-    # Replay whole recordings: no truncation by the registered episode length.
-    env = gym.make(env_id, max_episode_steps=1_000_000, **kwargs)
+    env = gym.make(env_id, max_episode_steps=REPLAY_MAX_STEPS, **kwargs)
     source = make_mask_source(cfg.mask_source)
     out = Path(cfg.out_dir)
     rows: list[dict[str, Any]] = []

@@ -106,6 +106,11 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def _message(error: Exception) -> str:
+    """An exception's message; a KeyError's str() would wrap it in quotes."""
+    return str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vap-env`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -140,8 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = config_from_namespace(module.Config, ns)
     except (ValueError, KeyError, TypeError) as e:
         # A rejected option is a usage error: say it the way argparse does (exit status 2),
-        # without a traceback. KeyError's str() would quote the message.
-        parser.error(str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e))
+        # without a traceback.
+        parser.error(_message(e))
     try:
         return int(module.main(cfg) or 0)
     except (
@@ -156,9 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # names the value and the fix, a traceback would bury it. VAP_ENV_TRACEBACK=1 shows it.
         if os.environ.get("VAP_ENV_TRACEBACK"):
             raise
-        message = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
         print(
-            f"vap-env {words}: error: {message}\n(VAP_ENV_TRACEBACK=1 shows the traceback)",
+            f"vap-env {words}: error: {_message(e)}\n(VAP_ENV_TRACEBACK=1 shows the traceback)",
             file=sys.stderr,
         )
         return 1

@@ -338,15 +338,15 @@ class VAPEnv(gym.Env):
     def step(
         self, action: np.ndarray
     ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
-        self._open_core("step")
-        if not self.core.started[0]:
+        core = self._open_core("step")
+        if not core.started[0]:
             raise ResetNeeded("Cannot call env.step() before calling env.reset()")
-        if self.core.ended[0]:
+        if core.ended[0]:
             raise ResetNeeded(
                 "The episode has ended (terminated or truncated); call env.reset() before env.step()"
             )
-        chunk = self.core.validate(action)
-        return self.core.step_slots([0], chunk[None])[0]
+        chunk = core.validate(action)
+        return core.step_slots([0], chunk[None])[0]
 
     def render(self) -> np.ndarray | None:
         if self.render_mode is None:
@@ -354,9 +354,10 @@ class VAPEnv(gym.Env):
                 "render() called without a render_mode; pass render_mode='rgb_array' to gym.make"
             )
             return None
-        if not self._open_core("render").started[0]:
+        core = self._open_core("render")
+        if not core.started[0]:
             raise ResetNeeded("Cannot call env.render() before calling env.reset()")
-        return self.core.render(0)
+        return core.render(0)
 
     def close(self) -> None:
         if getattr(self, "core", None) is not None:

@@ -11,11 +11,12 @@ envs.reset(options={"reset_mask": np.array([True] + [False] * 7)})  # partial re
 ```
 
 It follows ``SyncVectorEnv`` exactly (seeds, autoreset, partial resets, the info layout built by
-``VectorEnv._add_info``), so it equals ``SyncVectorEnv`` over N ``VAPEnv`` with the same seeds, up to
-float rounding: batched matmuls round differently from per-item ones, which flips a rare pixel by
-one level, and as each chunk starts from the last generated frame, the share of such pixels grows
-over an episode (measured with ``tiny-rt1``, one denoising step: 0.003% of pixels after 1 chunk,
-0.5% after 8, each off by one level). Proprio, rewards and infos are exact. It is faster because the kinematics of all envs feed one batched diffusion call. ``SyncVectorEnv`` and
+``VectorEnv._add_info``), so it equals ``SyncVectorEnv`` over N ``VAPEnv`` with the same seeds,
+up to float rounding: batched matmuls round differently from per-item ones, which flips a rare
+pixel by one level, and as each chunk starts from the last generated frame, the share of such
+pixels grows over an episode (measured with ``tiny-rt1``, one denoising step: 0.003% of pixels
+after 1 chunk, 0.5% after 8, each off by one level). Proprio, rewards and infos are exact. It is
+faster because the kinematics of all envs feed one batched diffusion call. ``SyncVectorEnv`` and
 ``AsyncVectorEnv`` over ``gym.make(...)`` work too (each env, or worker, has its own pybullet client
 and model); give ``AsyncVectorEnv`` ``context="spawn"`` (``make_vec(..., vector_kwargs={"context":
 "spawn"})``), as forking a process whose torch thread pool has run can deadlock the child.
@@ -196,7 +197,7 @@ class VAPVectorEnv(VectorEnv):
         )
         if actions.shape[:1] != (self.num_envs,):
             raise ValueError(
-                f"actions must have shape {self.action_space.shape} (num_envs, K, D), got {actions.shape}"
+                f"actions must have shape {shape} (num_envs, K, D), got {actions.shape}"
             )
         rewards = np.zeros(self.num_envs)
         terminations = np.zeros(self.num_envs, bool)

@@ -170,6 +170,11 @@ class _KeepSkeleton:
         return result
 
 
+# gym.make's TimeLimit for replaying recordings: None would mean the registered limit (10 chunks
+# for RT-1), and a replay must cover the whole recording, however long.
+REPLAY_MAX_STEPS = 1_000_000
+
+
 def evaluate_episode(
     wm,
     env: Any | None,
@@ -311,9 +316,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
             weights=cfg.weights,
             num_inference_steps=cfg.num_inference_steps,
             device=cfg.device,
-            # None means "the registered limit" to gym.make (10 chunks for RT-1): replay whole
-            # recordings instead, however long.
-            max_episode_steps=1_000_000,
+            max_episode_steps=REPLAY_MAX_STEPS,
         )
         wm = env.unwrapped.core.world_model  # one model for the rollout and the baselines
     else:
@@ -434,8 +437,8 @@ def diffusion_loss(
     """Mean diffusion loss of trained weights on clips of a split, for comparing models or splits.
 
     The objective of ``train_config``'s diffusion stage (its clip windows, gripper weighting and
-    mask) with no instruction dropout and a clean context frame. The clips, the noise and the timesteps depend on ``seed``
-    only, so two models scored with the same arguments see exactly the same inputs; a training
+    mask) with no instruction dropout and a clean context frame. The clips, the noise and the
+    timesteps depend on ``seed`` only, so two models scored with the same arguments see exactly the same inputs; a training
     split against a held-out one measures overfitting.
 
     Returns: ``{"loss": mean over batches, "batches", "clips", "split", "weights"}``.

@@ -8,8 +8,8 @@
     accelerate launch --config_file fsdp.yaml -m vap_env.cli train --config ...   # FSDP / DeepSpeed
 
 (``accelerate config`` writes such a config file; mixed precision comes from the training config's
-``mixed_precision`` unless the launcher asks for bf16 / fp16.) Several CPU processes (DDP over gloo, how the
-multi-process path is tested here): ``ACCELERATE_USE_CPU=true torchrun --nproc_per_node 2 -m
+``mixed_precision`` unless the launcher asks for bf16 / fp16.) Several CPU processes (DDP over
+gloo, how the multi-process path is tested here): ``ACCELERATE_USE_CPU=true torchrun --nproc_per_node 2 -m
 vap_env.cli train --config ...``.
 
 What one optimiser step does (``TrainingModule.forward``, under ``accelerator.accumulate``):

@@ -36,7 +36,7 @@ def dataset_image_size(robot: str) -> tuple[int, int]:
 
 
 def render_as_dataset(scene: Scene, camera: PinholeCamera) -> np.ndarray:
-    """``scene`` seen by ``camera``, made the way a training frame is: (H, W, 3) uint8 at camera's size.
+    """``scene`` seen by ``camera``, made as a training frame is -> (H, W, 3) uint8 at its size.
 
     Training frames are rendered at the dataset's size and area-averaged down to the model's by
     the clip loader; rendering at the model's size directly aliases thin edges (26-28 dB PSNR

@@ -25,8 +25,8 @@ pose to the final one; ``workspace_bounds`` = rows [min xyz, max xyz, 0] of the 
 RT-1 ``action``: ``world_vector`` and ``rotation_delta`` follow the ``Episode`` convention
 (``vap_env.data.episode``); ``gripper_closedness_action`` is the relative command (the change of
 ``gripper_closedness_commanded``: + close, - open), whereas the ``Episode`` replays the measured
-change of ``gripper_closed``, which stalls on a grasped object; ``terminate_episode`` = [1, 0, 0] on the last
-step and [0, 1, 0] before; base displacements = zeros. ``reward`` = 1.0 on the last step of a
+change of ``gripper_closed``, which stalls on a grasped object; ``terminate_episode`` = [1, 0, 0]
+on the last step and [0, 1, 0] before; base displacements = zeros. ``reward`` = 1.0 on the last step of a
 successful episode, else 0.
 
 DROID: ``language_instruction_2/3`` = ""; with ``extra_cameras=False`` only exterior camera 1 is
