@@ -76,6 +76,10 @@ def test_train_config_rejects_values_that_would_fail_mid_run():
         OptimConfig(weight_decay=-1.0)
     with pytest.raises(ValueError, match="num_workers=-2"):
         DataConfig(num_workers=-2)
+    with pytest.raises(ValueError, match=r"intrinsics = \(130\.0, 130\.0, 160\.0\)"):
+        from_dict(TrainConfig, {"data": {"intrinsics": [130, 130, 160]}})
+    k = from_dict(TrainConfig, {"data": {"intrinsics": [130, 131, 160, 90]}}).data.intrinsics
+    assert k == (130.0, 131.0, 160.0, 90.0)
     with pytest.raises(TypeError, match=r"data\.split: expected a string"):
         from_dict(TrainConfig, {"data": {"split": 3}})
     with pytest.raises(ValueError, match=r"log_with='tensorbord'.*Did you mean 'tensorboard'"):

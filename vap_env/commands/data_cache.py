@@ -29,6 +29,13 @@ class Config:
             "help": "draw the full arm from synthetic ground-truth joints (as training does)"
         },
     )
+    intrinsics: tuple[float, ...] = field(
+        default=(),
+        metadata={
+            "help": "DROID: the camera's fx fy cx cy at 320x180 for the skeletons (empty: the "
+            "default K; training must use the same, data.intrinsics)"
+        },
+    )
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
     def __post_init__(self) -> None:
@@ -48,6 +55,7 @@ def main(cfg: Config) -> int:
         height=cfg.height,
         width=cfg.width,
         skeleton_from_ground_truth=cfg.skeleton_from_ground_truth,
+        intrinsics=cfg.intrinsics,
         progress=cfg.progress,
     )
     episodes = ClipCache(path).num_episodes

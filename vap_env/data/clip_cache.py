@@ -21,7 +21,7 @@ Arrays (episodes concatenated along time; ``lengths`` splits them):
 | actions | (sum T, D) | float32 |
 | lengths | (N,) | int64 |
 | instruction, episode_id | (N,) | str |
-| meta | () | str (JSON: format, split, height, width, skeleton_from_ground_truth, source) |
+| meta | () | str (JSON: format, split, height, width, skeleton_from_ground_truth, source, dataset, intrinsics) |
 """
 
 from __future__ import annotations
@@ -45,10 +45,22 @@ def is_clip_cache(path: str | os.PathLike[str]) -> bool:
     return os.fspath(path).endswith(CACHE_SUFFIX)
 
 
+def _k4(values: Any) -> list[float] | None:
+    """``(fx, fy, cx, cy)`` of a K given as four numbers or a (3, 3) matrix; None when not given."""
+    if values is None:
+        return None
+    k = np.asarray(values, dtype=np.float64)
+    if k.size == 0:
+        return None
+    if k.shape == (3, 3):
+        k = k[[0, 1, 0, 1], [0, 1, 2, 2]]
+    return [float(x) for x in k.reshape(-1)]
+
+
 def _fix(path: str) -> str:
     return (
         f"write it with `vap-env data cache --data-dir <rlds dir> --split train --out {path}` "
-        "(the height, width and skeleton options must match the model and the training config)"
+        "(height, width, skeleton and intrinsics options must match the model and the training config)"
     )
 
 
@@ -61,10 +73,13 @@ def write_clip_cache(
     width: int,
     skeleton_from_ground_truth: bool = False,
     strict: bool = False,
+    intrinsics: Any = None,
     progress: bool = True,
 ) -> Path:
     """Resize every episode of ``split`` to ``height`` x ``width``, draw its skeleton, write ``out``.
 
+    ``intrinsics``: DROID's camera K, ``(fx, fy, cx, cy)`` or (3, 3) at 320x180 (see
+    ``vap_env.data.rlds.open_rlds``); the skeletons are drawn with it, and the cache records it.
     The file appears only when complete (written to a temporary name, then renamed).
     """
     from tqdm.auto import tqdm
@@ -76,7 +91,8 @@ def write_clip_cache(
     out = Path(out)
     if not is_clip_cache(out):
         raise ValueError(f"out = {os.fspath(out)!r}: a clip cache is a {CACHE_SUFFIX} file")
-    reader = open_rlds(source, strict=strict)
+    reader = open_rlds(source, strict=strict, intrinsics=intrinsics)
+    droid = reader.schema.name != "fractal20220817_data"  # RT-1 ignores intrinsics
     frames: list[np.ndarray] = []
     skeletons: list[np.ndarray] = []
     actions: list[np.ndarray] = []
@@ -100,6 +116,8 @@ def write_clip_cache(
         "width": width,
         "skeleton_from_ground_truth": skeleton_from_ground_truth,
         "source": os.fspath(source),
+        "dataset": reader.schema.name,
+        "intrinsics": _k4(intrinsics) if droid else None,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
@@ -175,14 +193,24 @@ class ClipCache:
         """Episodes in the cache."""
         return len(self.offsets) - 1
 
-    def check(self, split: str, height: int, width: int, skeleton_from_ground_truth: bool) -> None:
-        """Raise ``ValueError`` unless the cache holds ``split`` at this size and skeleton kind."""
+    def check(
+        self,
+        split: str,
+        height: int,
+        width: int,
+        skeleton_from_ground_truth: bool,
+        intrinsics: Any = None,
+    ) -> None:
+        """Raise ``ValueError`` unless the cache holds ``split`` at this size and skeleton kind, and
+        (DROID) its skeletons were drawn with these intrinsics (None: the default K)."""
         wanted = {
             "split": split,
             "height": height,
             "width": width,
             "skeleton_from_ground_truth": skeleton_from_ground_truth,
         }
+        if "intrinsics" in self.meta and self.meta.get("dataset") != "fractal20220817_data":
+            wanted["intrinsics"] = _k4(intrinsics)
         wrong = {k: (self.meta.get(k), v) for k, v in wanted.items() if self.meta.get(k) != v}
         if wrong:
             what = ", ".join(

@@ -171,6 +171,9 @@ class ClipDataset(IterableDataset):
         config: window size, resolution, shuffling.
         rank, world_size: shard across processes too (e.g. Accelerate); default one process.
         strict: passed to the reader (raise on corrupt records instead of skipping them).
+        intrinsics: DROID's camera K, ``(fx, fy, cx, cy)`` or (3, 3) at 320x180, for the skeletons
+            (default ``DROID_DEFAULT_K``; see ``vap_env.data.rlds.open_rlds``). A cache must have
+            been written with the same K.
     """
 
     def __init__(
@@ -182,12 +185,14 @@ class ClipDataset(IterableDataset):
         rank: int = 0,
         world_size: int = 1,
         strict: bool = False,
+        intrinsics: Any = None,
     ) -> None:
         super().__init__()
         self.config = config or ClipConfig()
         if not (0 <= rank < world_size):
             raise ValueError(f"rank = {rank} must be in [0, world_size = {world_size})")
         self.rank, self.world_size, self.split, self.strict = rank, world_size, split, strict
+        self.intrinsics = intrinsics
         self.epoch = 0
         self.cache: ClipCache | None = None
         if isinstance(source, str | os.PathLike) and is_clip_cache(source):
@@ -195,14 +200,17 @@ class ClipDataset(IterableDataset):
             self.episodes = None
             self.cache = ClipCache(self.data_dir)
             cfg = self.config
-            self.cache.check(split, cfg.height, cfg.width, cfg.skeleton_from_ground_truth)
+            self.cache.check(
+                split, cfg.height, cfg.width, cfg.skeleton_from_ground_truth, intrinsics
+            )
             self.num_episodes = self.cache.num_episodes
         elif isinstance(source, str | os.PathLike):
             from vap_env.data.rlds import open_rlds
 
             self.data_dir: str | None = os.fspath(source)
             self.episodes: list[Episode] | None = None
-            reader = open_rlds(self.data_dir)  # validates the directory and the split up front
+            # validates the directory, the intrinsics and the split up front
+            reader = open_rlds(self.data_dir, intrinsics=intrinsics)
             self.num_episodes = reader.num_episodes(split)
         else:
             self.data_dir = None
@@ -232,7 +240,8 @@ class ClipDataset(IterableDataset):
             return
         from vap_env.data.rlds import open_rlds
 
-        reader = open_rlds(self.data_dir, strict=self.strict)  # one reader per worker process
+        # one reader per worker process
+        reader = open_rlds(self.data_dir, strict=self.strict, intrinsics=self.intrinsics)
         yield from reader.episodes(
             self.split,
             select=lambda i: i % shards == me,

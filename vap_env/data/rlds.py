@@ -54,6 +54,30 @@ from vap_env.data.skills import skill_from_instruction
 DROID_DEFAULT_K = np.array([[130.0, 0.0, 160.0], [0.0, 130.0, 90.0], [0.0, 0.0, 1.0]])
 
 
+def as_intrinsics(values: Any) -> np.ndarray | None:
+    """A camera matrix K (3, 3) from ``(fx, fy, cx, cy)`` or a (3, 3) matrix; None / empty -> None.
+
+    Config files and command lines give the four numbers; a calibration gives the matrix.
+    """
+    if values is None:
+        return None
+    try:
+        k = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        k = np.full(1, np.nan)  # not numbers: reported below with the value
+    if k.size == 0:
+        return None
+    if k.shape == (4,):
+        fx, fy, cx, cy = k
+        k = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+    if k.shape != (3, 3) or not np.isfinite(k).all() or k[0, 0] <= 0 or k[1, 1] <= 0:
+        raise ValueError(
+            f"intrinsics = {values!r} is not a camera matrix: give fx, fy, cx, cy "
+            "(pixels at 320x180 for DROID, finite, fx and fy > 0) or a 3x3 K"
+        )
+    return k
+
+
 class CorruptRecordError(ValueError):
     """A record could not be read or standardised (raised in strict mode)."""
 
@@ -130,7 +154,8 @@ class RLDSDataset:
     Args:
         data_dir: version dir, dataset dir or root (``resolve_data_dir``).
         strict: raise on a corrupt record / missing feature instead of skipping it.
-        intrinsics: (3, 3) K for DROID's exterior camera at 320x180 (default ``DROID_DEFAULT_K``).
+        intrinsics: K for DROID's exterior camera at 320x180, (3, 3) or ``(fx, fy, cx, cy)``
+            (default ``DROID_DEFAULT_K``; ignored for RT-1).
         load_ground_truth: attach ``ground_truth/<split>/<id>.npz`` when present.
     """
 
@@ -139,7 +164,7 @@ class RLDSDataset:
         data_dir: str | os.PathLike[str],
         *,
         strict: bool = False,
-        intrinsics: np.ndarray | None = None,
+        intrinsics: np.ndarray | Sequence[float] | None = None,
         load_ground_truth: bool = True,
     ) -> None:
         self.tf = require("tensorflow")
@@ -163,9 +188,8 @@ class RLDSDataset:
         self.features = self.builder.info.features
         self.feature_keys = sorted(flat_feature_specs(self.features))
         self.strict = strict
-        self.intrinsics = (
-            DROID_DEFAULT_K if intrinsics is None else np.asarray(intrinsics, dtype=np.float64)
-        )
+        k = as_intrinsics(intrinsics)
+        self.intrinsics = DROID_DEFAULT_K if k is None else k
         self.load_ground_truth = load_ground_truth
         self.skipped: list[SkippedRecord] = []
 
@@ -465,7 +489,10 @@ STANDARDISERS: dict[
 
 
 def open_rlds(
-    data_dir: str | os.PathLike[str], *, strict: bool = False, intrinsics: np.ndarray | None = None
+    data_dir: str | os.PathLike[str],
+    *,
+    strict: bool = False,
+    intrinsics: np.ndarray | Sequence[float] | None = None,
 ) -> RLDSDataset:
     """Open an RT-1 / DROID directory (``RLDSDataset``)."""
     return RLDSDataset(data_dir, strict=strict, intrinsics=intrinsics)
@@ -476,18 +503,21 @@ def iter_episodes(
     split: str = "train",
     strict: bool = False,
     *,
-    intrinsics: np.ndarray | None = None,
+    intrinsics: np.ndarray | Sequence[float] | None = None,
 ) -> Iterator[Episode]:
     """Standardised episodes of one split; bad records are skipped with a warning unless ``strict``.
 
-    ``intrinsics``: DROID's exterior-camera K (3, 3) at 320x180 (DROID logs none; default
-    ``DROID_DEFAULT_K``); ignored for RT-1.
+    ``intrinsics``: DROID's exterior-camera K at 320x180, (3, 3) or ``(fx, fy, cx, cy)`` (DROID logs
+    none; default ``DROID_DEFAULT_K``); ignored for RT-1.
     """
     yield from open_rlds(data_dir, strict=strict, intrinsics=intrinsics).episodes(split)
 
 
 def load_episode(
-    data_dir: str | os.PathLike[str], episode_id: str, *, intrinsics: np.ndarray | None = None
+    data_dir: str | os.PathLike[str],
+    episode_id: str,
+    *,
+    intrinsics: np.ndarray | Sequence[float] | None = None,
 ) -> Episode:
     """One episode by id (``"train_000003"``); raises if it is missing or corrupt."""
     return open_rlds(data_dir, strict=True, intrinsics=intrinsics).load_episode(episode_id)

@@ -35,7 +35,9 @@ def check_data(cfg: TrainConfig) -> int:
     from vap_env.data import open_rlds
 
     try:
-        return open_rlds(cfg.data.data_dir).num_episodes(cfg.data.split)
+        return open_rlds(cfg.data.data_dir, intrinsics=cfg.data.intrinsics).num_episodes(
+            cfg.data.split
+        )
     except FileNotFoundError as err:
         raise FileNotFoundError(
             f"{err}. data.data_dir must be an RT-1 / DROID dataset directory; make a synthetic one "
@@ -75,7 +77,12 @@ def clip_loader(
         skeleton_from_ground_truth=data.skeleton_from_ground_truth,
     )
     dataset = ClipDataset(
-        data.data_dir, split or data.split, clip_cfg, rank=rank, world_size=world_size
+        data.data_dir,
+        split or data.split,
+        clip_cfg,
+        rank=rank,
+        world_size=world_size,
+        intrinsics=data.intrinsics,
     )
     dataset.set_epoch(epoch)
     return DataLoader(

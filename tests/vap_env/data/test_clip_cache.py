@@ -87,3 +87,39 @@ def test_cache_holds_uint8_at_the_asked_size(cache_path):
     assert ep["frames"].dtype == np.uint8 and ep["frames"].shape[1:] == (32, 40, 3)
     assert ep["skeleton"].shape == ep["frames"].shape
     assert ep["skeleton"].max() > 0  # the arm is drawn
+
+
+def test_droid_intrinsics_reach_the_skeletons_and_the_cache_records_them(
+    droid_dataset_dir, tmp_path
+) -> None:
+    cfg = dataclasses.replace(CFG, skeleton_from_ground_truth=False)
+    k = (180.0, 170.0, 150.0, 80.0)  # a user's calibration, unlike DROID_DEFAULT_K
+    path = write_clip_cache(
+        droid_dataset_dir,
+        "val",
+        tmp_path / "val.npz",
+        height=32,
+        width=40,
+        intrinsics=k,
+        progress=False,
+    )
+    assert ClipCache(path).meta["intrinsics"] == list(k)
+    given = list(ClipDataset(droid_dataset_dir, "val", cfg, intrinsics=k))
+    default = list(ClipDataset(droid_dataset_dir, "val", cfg))
+    cached = list(ClipDataset(path, "val", cfg, intrinsics=k))
+    assert len(given) == len(cached) == len(default) > 0
+    assert all(
+        torch.equal(a["skeleton"], b["skeleton"]) for a, b in zip(given, cached, strict=True)
+    )
+    assert not torch.equal(given[0]["skeleton"], default[0]["skeleton"])
+    assert all(torch.equal(a["frames"], b["frames"]) for a, b in zip(given, default, strict=True))
+    # Training with another K than the cache was drawn with would teach misplaced skeletons.
+    with pytest.raises(
+        ValueError, match=r"intrinsics = \[180.0, 170.0, 150.0, 80.0\] \(wanted None\)"
+    ):
+        ClipDataset(path, "val", cfg)
+
+
+def test_rt1_cache_ignores_intrinsics(cache_path) -> None:
+    assert ClipCache(cache_path).meta["intrinsics"] is None
+    ClipDataset(cache_path, "train", CFG, intrinsics=(180.0, 170.0, 150.0, 80.0))  # no error

@@ -156,3 +156,27 @@ def test_load_episode_by_id_and_directory_detection(rt1_dataset_dir) -> None:
         load_episode(rt1_dataset_dir, "vall_000000")
     with pytest.raises(FileNotFoundError, match="not an RLDS dataset directory"):
         open_rlds(rt1_dataset_dir / "ground_truth")
+
+
+def test_intrinsics_four_numbers_equal_the_matrix_and_bad_ones_are_named(droid_dataset_dir) -> None:
+    from vap_env.data.rlds import DROID_DEFAULT_K, as_intrinsics
+
+    k = as_intrinsics((200.0, 190.0, 150.0, 95.0))
+    np.testing.assert_array_equal(k, [[200.0, 0.0, 150.0], [0.0, 190.0, 95.0], [0.0, 0.0, 1.0]])
+    np.testing.assert_array_equal(as_intrinsics(k), k)
+    assert as_intrinsics(None) is None and as_intrinsics(()) is None
+    ep = next(iter_episodes(droid_dataset_dir, "val", intrinsics=(200.0, 190.0, 150.0, 95.0)))
+    np.testing.assert_array_equal(ep.camera.K, k)
+    np.testing.assert_array_equal(
+        next(iter_episodes(droid_dataset_dir, "val")).camera.K, DROID_DEFAULT_K
+    )
+    for bad in (
+        (200.0, 190.0, 150.0),
+        (0.0, 190.0, 150.0, 95.0),
+        (np.nan, 1, 2, 3),
+        ("a", 1, 2, 3),
+    ):
+        with pytest.raises(ValueError, match=r"intrinsics = .* fx, fy, cx, cy"):
+            as_intrinsics(bad)
+    with pytest.raises(ValueError, match="intrinsics = "):
+        open_rlds(droid_dataset_dir, intrinsics=(1.0, 2.0))
