@@ -51,8 +51,12 @@ class ScriptedPolicyConfig:
         default=33,
         metadata={"help": "frames the skill is spread over (the dataset's episode length T)"},
     )
-    action_mode: Literal["ee_delta", "ee_pos", "joint_pos"] = dataclasses.field(
-        default="ee_delta", metadata={"help": "the env's action mode"}
+    action_mode: Literal["ee_delta", "ee_pos", "joint_pos"] | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "the env's action mode (None: that of the shipped env preset for the scene's "
+            "robot: ee_delta for the Google robot, joint_pos for the Franka)"
+        },
     )
     noise_std: float = dataclasses.field(
         default=0.0, metadata={"help": "std of Gaussian noise on the pose channels (m / rad)"}
@@ -66,7 +70,7 @@ class ScriptedPolicyConfig:
             raise ValueError(
                 f"need chunk_size >= 1 and num_frames >= 2, got {self.chunk_size}, {self.num_frames}"
             )
-        if self.action_mode not in _MODES:
+        if self.action_mode is not None and self.action_mode not in _MODES:
             raise ValueError(
                 f"action_mode must be one of {sorted(_MODES)}, got {self.action_mode!r}"
             )
@@ -107,14 +111,36 @@ def plan_skill(scene_spec: SceneSpec | Mapping[str, Any], num_frames: int) -> Sk
     return SkillPlan(tcp, grip, q0, spec.task["instruction"], scene.robot)
 
 
+def default_action_mode(robot: str) -> str:
+    """The action mode of the shipped env preset (``configs/env/``) that drives ``robot``.
+
+    Raises ``ValueError`` when no preset drives it (pass ``action_mode`` then).
+    """
+    from vap_env.config import load_preset, preset_names
+    from vap_env.env import EnvConfig
+
+    modes = {}
+    for name in preset_names("env"):
+        env = load_preset("env", name, EnvConfig)
+        modes.setdefault(env.robot, env.action_mode)
+    if robot not in modes:
+        raise ValueError(
+            f"no shipped env preset drives robot {robot!r} (presets drive {sorted(modes)}): pass "
+            f"action_mode, one of {sorted(_MODES)}, the mode of your env"
+        )
+    return modes[robot]
+
+
 class ScriptedPolicy:
     """Replans from the observed TCP at every chunk along the scene's scripted skill (see module)."""
 
     config_class: ClassVar[type] = ScriptedPolicyConfig
 
     def __init__(self, scene: SceneSpec | Mapping[str, Any], cfg: ScriptedPolicyConfig) -> None:
-        self.cfg = cfg
         plan = plan_skill(scene, cfg.num_frames)
+        if cfg.action_mode is None:
+            cfg = dataclasses.replace(cfg, action_mode=default_action_mode(plan.robot.name))
+        self.cfg = cfg
         self.tcp_plan = plan.tcp  # (T, 7)
         self.gripper_plan = plan.gripper  # (T,)
         self.instruction = plan.instruction

@@ -100,3 +100,14 @@ def test_errors(start):
         make_policy("scripted", scene=no_task, chunk_size=K)
     with pytest.raises(ValueError, match="action_mode"):
         make_policy("scripted", scene=start.scene, chunk_size=K, action_mode="joint_delta")
+
+
+def test_default_action_mode_is_the_robots_env_preset(start):
+    from vap_env.data.synth import sample_start
+
+    rt1 = make_policy("scripted", scene=start.scene, chunk_size=K, num_frames=T)
+    assert rt1.cfg.action_mode == "ee_delta" and rt1.act({}).shape == (K, 7)
+    franka = sample_start("franka_panda", seed=0, width=80, height=64)
+    droid = make_policy("scripted", scene=franka.scene, chunk_size=K, num_frames=T)
+    # VAP-DROID-v0 takes joint_pos (7 joints + gripper); ee_delta would fail at env.step.
+    assert droid.cfg.action_mode == "joint_pos" and droid.act({}).shape == (K, 8)
