@@ -14,7 +14,10 @@ real and generated videos. The features are pluggable (``make_feature_extractor(
     A tiny seeded random 3D-conv network. Its distances mean nothing perceptually; it exists so
     that tests and smoke runs exercise the whole FVD path without weights.
 
-Numbers from different extractors, resolutions or clip lengths are not comparable; the
+Frames are resized to ``size`` x ``size`` without keeping the aspect ratio or cropping, as the
+original FVD's ``preprocess`` does (bilinear to 224 x 224), so non-square videos are compared the way
+published FVDs are. Numbers from different extractors, resolutions or clip lengths are not
+comparable; the
 ``MetricResult`` name carries the extractor (``fvd[i3d]``) and n.
 """
 
