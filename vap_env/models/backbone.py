@@ -80,6 +80,19 @@ def _download_hint(repo: str) -> str:
     )
 
 
+def _missing_parts(path: Path) -> list[str]:
+    """The files of a diffusers-format CogVideoX directory that ``path`` lacks.
+
+    The text encoder and tokenizer are required too: without them the instructions would be
+    embedded by a random T5 or tokenised for another vocabulary, silently meaningless.
+    """
+    needed = ["transformer/config.json", "vae/config.json", "text_encoder/config.json"]
+    missing = [f for f in needed if not (path / f).is_file()]
+    if not (path / "tokenizer").is_dir() or not any((path / "tokenizer").iterdir()):
+        missing.append("tokenizer/")
+    return missing
+
+
 def resolve_backbone_dir(backbone: str) -> Path:
     """The local diffusers-format directory of ``backbone`` (a path or a hub id).
 
@@ -90,12 +103,12 @@ def resolve_backbone_dir(backbone: str) -> Path:
     """
     path = Path(backbone).expanduser()
     if path.is_dir():
-        missing = [d for d in ("transformer", "vae") if not (path / d / "config.json").is_file()]
+        missing = _missing_parts(path)
         if missing:
             raise FileNotFoundError(
-                f"backbone directory {str(path)!r} is not in diffusers format: it lacks "
-                f"{[d + '/config.json' for d in missing]} (save_pretrained of the transformer and VAE, "
-                "as the CogVideoX hub repos are laid out)"
+                f"backbone directory {str(path)!r} is not in diffusers format: it lacks {missing} "
+                "(save_pretrained of the transformer, VAE, T5 text encoder and tokenizer, as the "
+                "CogVideoX hub repos are laid out)"
             )
         return path
     if not _looks_like_hub_id(backbone):
@@ -111,23 +124,35 @@ def resolve_backbone_dir(backbone: str) -> Path:
     env_root = os.environ.get(BACKBONE_DIR_ENV)
     if env_root and (Path(env_root) / name).is_dir():
         return resolve_backbone_dir(str(Path(env_root) / name))
+    partial = ""
     try:
-        return Path(
+        cached = Path(
             snapshot_download(backbone, allow_patterns=_HUB_PATTERNS, local_files_only=True)
         )
+        # An interrupted download leaves a snapshot with some files only: complete it below.
+        missing = _missing_parts(cached)
+        if not missing:
+            return cached
+        partial = f" (the cached snapshot {str(cached)!r} lacks {missing})"
     except LocalEntryNotFoundError:
         pass
     if constants.is_offline_mode():
         raise OSError(
-            f"backbone {backbone!r} is a hub id, but it is not on this machine and the hub is offline "
-            f"(HF_HUB_OFFLINE is set). {_download_hint(backbone)}"
+            f"backbone {backbone!r} is a hub id, but it is not on this machine{partial} and the hub "
+            f"is offline (HF_HUB_OFFLINE is set). {_download_hint(backbone)}"
         )
     try:
-        return Path(snapshot_download(backbone, allow_patterns=_HUB_PATTERNS))
+        downloaded = Path(snapshot_download(backbone, allow_patterns=_HUB_PATTERNS))
     except Exception as err:  # network errors come in many types; all get the same advice
         raise OSError(
             f"backbone {backbone!r} could not be downloaded ({err}). {_download_hint(backbone)}"
         ) from err
+    missing = _missing_parts(downloaded)
+    if missing:
+        raise FileNotFoundError(
+            f"hub repo {backbone!r} lacks {missing}: it is not a diffusers-format CogVideoX repo"
+        )
+    return downloaded
 
 
 @contextlib.contextmanager
@@ -169,10 +194,16 @@ def build_backbone(cfg: WorldModelConfig, device: torch.device) -> Backbone:
     """
     _check_kwargs(CogVideoXTransformer3DModel, cfg.transformer, "transformer")
     _check_kwargs(AutoencoderKLCogVideoX, cfg.vae, "vae")
+    # text_offload keeps the T5 on the CPU from the start (a meta build stays weightless).
+    text_device = torch.device("cpu") if cfg.text_offload and device.type != "meta" else device
     with seeded(cfg.seed, device), torch.device(device):
         transformer = CogVideoXTransformer3DModel(**cfg.transformer)
         vae = AutoencoderKLCogVideoX(**cfg.vae)
-        text_encoder = T5EncoderModel(T5Config(**cfg.text_encoder))
+        if text_device == device:
+            text_encoder = T5EncoderModel(T5Config(**cfg.text_encoder))
+    if text_device != device:
+        with seeded(cfg.seed, text_device), torch.device(text_device):
+            text_encoder = T5EncoderModel(T5Config(**cfg.text_encoder))
     scheduler = SCHEDULERS[cfg.scheduler](**cfg.scheduler_config)
     return Backbone(transformer, vae, scheduler, text_encoder, ByT5Tokenizer(), "random")
 
@@ -180,9 +211,9 @@ def build_backbone(cfg: WorldModelConfig, device: torch.device) -> Backbone:
 def load_backbone(cfg: WorldModelConfig, device: torch.device, dtype: torch.dtype) -> Backbone:
     """The backbone named by ``cfg.backbone`` (``from_pretrained``), or a random one when None.
 
-    Parts missing from a backbone directory fall back to the config: ``scheduler/`` to
-    ``scheduler_config``, ``text_encoder/`` to the ``text_encoder`` architecture (random weights),
-    ``tokenizer/`` to byte-level ByT5.
+    A backbone directory must hold transformer/, vae/, text_encoder/ and tokenizer/
+    (``resolve_backbone_dir``); a missing ``scheduler/`` falls back to ``scheduler_config``. With
+    ``cfg.text_offload`` the T5 stays on the CPU (it is never moved to ``device``).
     """
     if cfg.backbone is None:
         backbone = build_backbone(cfg, device)
@@ -206,23 +237,11 @@ def load_backbone(cfg: WorldModelConfig, device: torch.device, dtype: torch.dtyp
         )
     else:
         scheduler = scheduler_cls(**cfg.scheduler_config)
-    if (root / "text_encoder").is_dir():
-        text_encoder = T5EncoderModel.from_pretrained(
-            root, subfolder="text_encoder", torch_dtype=dtype
-        )
-    elif cfg.text_encoder:
-        with seeded(cfg.seed, torch.device("cpu")):
-            text_encoder = T5EncoderModel(T5Config(**cfg.text_encoder)).to(dtype=dtype)
-    else:
-        raise FileNotFoundError(
-            f"backbone {str(root)!r} has no text_encoder/ folder and the config has no text_encoder "
-            "architecture: add the T5 text encoder to the directory (as the CogVideoX hub repos have)"
-        )
-    if (root / "tokenizer").is_dir():
-        tokenizer = AutoTokenizer.from_pretrained(root, subfolder="tokenizer")
-    else:
-        tokenizer = ByT5Tokenizer()
-    for module in (transformer, vae, text_encoder):
+    text_encoder = T5EncoderModel.from_pretrained(root, subfolder="text_encoder", torch_dtype=dtype)
+    tokenizer = AutoTokenizer.from_pretrained(root, subfolder="tokenizer")
+    # With text_offload the T5 (9 GB for CogVideoX) must not visit the GPU even briefly: the peak
+    # would be the sum of everything.
+    for module in (transformer, vae) if cfg.text_offload else (transformer, vae, text_encoder):
         module.to(device)
     return Backbone(transformer, vae, scheduler, text_encoder, tokenizer, str(root))
 
@@ -235,10 +254,12 @@ def vae_spatial_factor(vae: AutoencoderKLCogVideoX) -> int:
 def check_geometry(cfg: WorldModelConfig, backbone: Backbone) -> None:
     """Validate that the backbone can generate ``cfg``'s chunks; errors say what to change."""
     tcfg, vcfg = backbone.transformer.config, backbone.vae.config
-    if tcfg.patch_size_t is not None or vcfg.invert_scale_latents:
+    ofs = getattr(tcfg, "ofs_embed_dim", None)
+    if tcfg.patch_size_t is not None or vcfg.invert_scale_latents or ofs is not None:
         raise ValueError(
             f"backbone {backbone.source!r} is a CogVideoX 1.5 model (patch_size_t={tcfg.patch_size_t}, "
-            f"invert_scale_latents={vcfg.invert_scale_latents}); vap-env supports the CogVideoX 1.0 "
+            f"invert_scale_latents={vcfg.invert_scale_latents}, ofs_embed_dim={ofs}); vap-env "
+            "supports the CogVideoX 1.0 "
             "backbones (THUDM/CogVideoX-2b, THUDM/CogVideoX-5b-I2V)"
         )
     if int(vcfg.temporal_compression_ratio) != TEMPORAL_COMPRESSION:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -219,8 +220,9 @@ def _hub_weights(repo: str) -> Path:
         if constants.is_offline_mode():
             raise OSError(
                 f"{repo!r} is not a preset or a local directory; as a hub id it is not cached and the "
-                f"hub is offline. Download it once with `hf download {repo} --local-dir DIR` and pass "
-                "load_world_model(DIR)"
+                f"hub is offline. If it holds vap-env weights, download it once with `hf download "
+                f"{repo} --local-dir DIR` and pass load_world_model(DIR); if it is a CogVideoX "
+                f"backbone, it goes in backbone=: load_world_model('cogvideox-2b', backbone={repo!r})"
             ) from None
     return Path(snapshot_download(repo, allow_patterns=patterns))
 
@@ -316,4 +318,13 @@ def load_world_model(
     if weights_dir is not None:
         load_weights(wm, weights_dir)
         wm.config = dataclasses.replace(cfg, weights=str(weights_dir))
+        if wm.ignores_context():
+            warnings.warn(
+                f"weights {str(weights_dir)!r} leave the context channels of the patch embedding "
+                "at zero (the transformer is text-to-video, widened here, and its training did not "
+                f"train patch_embed: trainable={list(cfg.trainable)}), so generated frames ignore "
+                "the context frame. Retrain with patch_embed in trainable, or use an "
+                "image-to-video backbone",
+                stacklevel=2,
+            )
     return wm

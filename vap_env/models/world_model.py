@@ -191,6 +191,15 @@ class WorldModel(nn.Module):
         }
         return parts[part]()
 
+    def ignores_context(self) -> bool:
+        """Whether the context frame cannot reach the output: a widened (text-to-video) patch
+        embedding whose image-latent channels are still the zeros ``widen_patch_embed`` put there.
+        Training with ``patch_embed`` (or ``transformer``) trainable fills them in."""
+        if not self.widened:
+            return False
+        weight = self.transformer.patch_embed.proj.weight  # (D, 2C, p, p)
+        return not bool(weight[:, self.latent_channels :].any())
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Parameters of the parts ``config.trainable`` names (ControlNet + LoRA for real presets)."""
         seen: set[int] = set()
@@ -310,11 +319,8 @@ class WorldModel(nn.Module):
                 f"{tuple(control_latents.shape)} latents must all have the same shape (B, F', C, h, w)"
             )
         x = torch.cat([noisy_latents, image_latents], dim=2)
+        # No ofs embedding: CogVideoX 1.5, the only backbone with one, is refused by check_geometry.
         temb = tr.time_embedding(tr.time_proj(timesteps).to(x.dtype))
-        if tr.ofs_embedding is not None:
-            # CogVideoX 1.5 I2V conditions on a constant "ofs" of 2.0, as the diffusers pipeline does.
-            ofs = x.new_full((b,), 2.0)
-            temb = temb + tr.ofs_embedding(tr.ofs_proj(ofs).to(x.dtype))
         tokens = tr.embedding_dropout(tr.patch_embed(text_embeds, x))
         n_text = text_embeds.shape[1]
         text, hidden = tokens[:, :n_text], tokens[:, n_text:]

@@ -46,6 +46,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -502,12 +503,15 @@ class Trainer:
         # built from its config (tiny) is exported whole, so it stays float32 (autocast computes in
         # the mixed precision) and the export does not round its frozen VAE.
         built = source is not None and source.backbone is None
-        self.wm = load_world_model(
-            cfg.model,
-            device=acc.device,
-            dtype=torch.float32 if built else _WEIGHT_DTYPES[precision],
-            gradient_checkpointing=cfg.gradient_checkpointing,
-        )
+        with warnings.catch_warnings():
+            # Untrained context channels are what this run may train; checked below instead.
+            warnings.filterwarnings("ignore", message=".*ignore the context frame")
+            self.wm = load_world_model(
+                cfg.model,
+                device=acc.device,
+                dtype=torch.float32 if built else _WEIGHT_DTYPES[precision],
+                gradient_checkpointing=cfg.gradient_checkpointing,
+            )
         if cfg.vae_from is not None:
             take_vae(self.wm, cfg.vae_from)
         if trainable is not None:
@@ -518,6 +522,18 @@ class Trainer:
             for p in self.wm.trainable_parameters():
                 p.requires_grad_(True)
         params = self.wm.trainable_parameters()
+        if (
+            cfg.stage == "diffusion"
+            and self.wm.ignores_context()
+            and not {"patch_embed", "transformer"} & set(self.wm.config.trainable)
+        ):
+            raise ValueError(
+                f"model {cfg.model!r} widens a text-to-video backbone's patch embedding with "
+                "zero-initialised context channels, and with trainable="
+                f"{list(self.wm.config.trainable)} nothing trains them: the context frame would "
+                "never reach the model. Add 'patch_embed' to trainable (as cogvideox-2b does) or "
+                "use an image-to-video backbone (cogvideox-5b-i2v)"
+            )
         if not params:
             raise ValueError(
                 f"nothing to train: the model's trainable parts {self.wm.config.trainable} have no "

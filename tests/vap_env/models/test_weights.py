@@ -134,6 +134,15 @@ def test_source_errors_are_clear(tmp_path, tiny_backbone_dir):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match=r"transformer/config\.json"):
         load_world_model("tiny", backbone=str(tmp_path / "empty"))
+    # A backbone without its T5 or tokenizer would embed instructions meaninglessly: refused.
+    import shutil
+
+    for part in ("text_encoder", "tokenizer"):
+        partial = tmp_path / f"no-{part}"
+        shutil.copytree(tiny_backbone_dir, partial)
+        shutil.rmtree(partial / part)
+        with pytest.raises(FileNotFoundError, match=rf"lacks \['{part}/"):
+            load_world_model("tiny", backbone=str(partial))
     with pytest.raises(FileNotFoundError, match="run that stage first"):
         load_world_model(str(tmp_path / "runs" / "stage-1" / "export"))
     from vap_env.models.config import load_model_preset
@@ -154,6 +163,32 @@ def test_offline_hub_id_says_what_to_download(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="hf download THUDM/CogVideoX-2b --local-dir") as err:
         load_world_model("cogvideox-2b")
     assert "VAP_BACKBONE_DIR" in str(err.value) and "backbone" in str(err.value)
+
+
+def test_partial_hub_snapshot_offline_names_what_is_missing(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    # What an interrupted `hf download` leaves: a snapshot with model_index.json only.
+    repo = tmp_path / "hub-cache" / "models--THUDM--CogVideoX-2b"
+    commit = "a" * 40
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "snapshots" / commit / "model_index.json").write_text("{}")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("VAP_BACKBONE_DIR", raising=False)
+    with pytest.raises(OSError, match=r"cached snapshot .* lacks \['transformer/config\.json'"):
+        load_world_model("cogvideox-2b")
+
+
+def test_offline_world_model_hub_id_says_where_a_backbone_goes(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OSError, match=r"backbone=: load_world_model\('cogvideox-2b', backbone="):
+        load_world_model("THUDM/CogVideoX-2b")
 
 
 def test_backbone_dir_env_var_is_used_for_hub_ids(tmp_path, monkeypatch, tiny_backbone_dir):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -89,6 +91,27 @@ def test_text_to_video_backbone_is_widened_with_zero_channels(latent_inputs):
     # ... and the first channels are the original ones.
     weight = wm.transformer.patch_embed.proj.weight
     assert torch.count_nonzero(weight[:, 8:]) == 0 and torch.count_nonzero(weight[:, :8]) > 0
+    assert wm.ignores_context() and not base.ignores_context()
+    weight[0, 8, 0, 0] = 1e-3  # what one training step of patch_embed does
+    assert not wm.ignores_context()
+
+
+def test_weights_that_never_trained_the_context_channels_warn(tmp_path):
+    cfg = load_world_model("tiny").config
+    t2v = {**cfg.transformer, "in_channels": 8}
+    # What a cogvideox-5b-i2v-style run (ControlNet + LoRA only) on a text-to-video backbone saves.
+    load_world_model(cfg, transformer=t2v, trainable=("controlnet",)).save_pretrained(
+        tmp_path / "a"
+    )
+    with pytest.warns(UserWarning, match="ignore the context frame.*patch_embed in trainable"):
+        load_world_model(tmp_path / "a")
+    trained = load_world_model(cfg, transformer=t2v, trainable=("controlnet", "patch_embed"))
+    with torch.no_grad():
+        trained.transformer.patch_embed.proj.weight[:, 8:] += 1e-3
+    trained.save_pretrained(tmp_path / "b")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not load_world_model(tmp_path / "b").ignores_context()
 
 
 def test_generate_chunk_shapes_and_determinism(tiny, chunk_inputs):

@@ -54,9 +54,9 @@ def micro_model_dir(tmp_path_factory) -> Path:
 def real_small_model_dir(tmp_path_factory) -> Path:
     """A real-preset-style model at micro size: pretrained backbone directory + ControlNet + LoRA.
 
-    The backbone is a diffusers-format directory (transformer/, vae/ via save_pretrained), loaded
-    with from_pretrained as the released CogVideoX repos are; the preset's trainable parts are the
-    real presets' (ControlNet + LoRA).
+    The backbone is a diffusers-format directory (transformer/, vae/, text_encoder/, tokenizer/
+    via save_pretrained), loaded with from_pretrained as the released CogVideoX repos are; the
+    preset's trainable parts are the real presets' (ControlNet + LoRA).
     """
     root = tmp_path_factory.mktemp("real_small")
     micro = micro_config()
@@ -65,6 +65,9 @@ def real_small_model_dir(tmp_path_factory) -> Path:
         root / "backbone" / "transformer"
     )
     AutoencoderKLCogVideoX(**micro.vae).save_pretrained(root / "backbone" / "vae")
+    text = load_world_model(micro)  # its seeded T5 and byte-level tokenizer
+    text.text_encoder.save_pretrained(root / "backbone" / "text_encoder")
+    text.instructions.tokenizer.save_pretrained(root / "backbone" / "tokenizer")
     preset = load_model_preset("cogvideox-5b-i2v")
     cfg = micro_config(
         name="cogvideox-5b-i2v-small",

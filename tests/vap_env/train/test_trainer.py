@@ -172,6 +172,26 @@ def test_bad_training_configs(micro_model_dir, real_small_model_dir, tmp_path, s
         )
 
 
+def test_widened_backbone_must_train_its_context_channels(
+    micro_model_dir, tmp_path, synthetic_clips
+):
+    # A text-to-video transformer (in_channels = latent channels) gets zero context channels;
+    # ControlNet-only training would leave the context frame unseen for good.
+    cfg = load_world_model(micro_model_dir).config
+    t2v = dataclasses.replace(cfg, weights=None, transformer={**cfg.transformer, "in_channels": 8})
+    load_world_model(t2v, trainable=("controlnet",)).save_pretrained(tmp_path / "t2v")
+    with pytest.raises(ValueError, match=r"context frame would never reach.*Add 'patch_embed'"):
+        Trainer(_cfg(tmp_path / "t2v", tmp_path / "a"), dataset_factory=synthetic_clips())
+    trainer = Trainer(
+        _cfg(
+            tmp_path / "t2v", tmp_path / "b", trainable=("controlnet", "patch_embed"), max_steps=1
+        ),
+        dataset_factory=synthetic_clips(),
+    )
+    trainer.train()
+    assert not load_world_model(tmp_path / "b" / "export").ignores_context()
+
+
 @pytest.fixture
 def fresh_accelerate_state():
     """Accelerate keeps one process-wide state and refuses a second mixed precision in it."""
