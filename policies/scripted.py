@@ -2,9 +2,10 @@
 
 The plan is the synthetic scene's own skill trajectory (``vap_env.data.synth.scripted``: the
 waypoints and smoothstep/slerp interpolation that rendered the dataset), computed from the
-episode's scene description (``Episode.ground_truth.scene`` or ``StartState.scene``), so a
-noise-free scripted policy repeats the recorded episode. The plan gives a TCP pose and a gripper
-command for each of ``num_frames`` frames; the policy turns them into actions of the env's mode:
+episode's scene description (``info["scene"]`` of ``env.reset()``, ``Episode.ground_truth.scene``
+or ``StartState.scene``), so a noise-free scripted policy repeats the recorded episode. The plan
+gives a TCP pose and a gripper command for each of ``num_frames`` frames; the policy turns them
+into actions of the env's mode:
 
 | action_mode | action t (D = 7 for the ee modes, J + 1 for joint_pos)                        |
 |---|---|
@@ -95,6 +96,12 @@ def plan_skill(scene_spec: SceneSpec | Mapping[str, Any], num_frames: int) -> Sk
     from vap_env.data.synth.scene import SceneSpec
     from vap_env.data.synth.writer import scene_for
 
+    if not isinstance(scene_spec, SceneSpec | Mapping):
+        raise ValueError(
+            f"scene must be a synthetic scene description (SceneSpec or its dict), got "
+            f"{type(scene_spec).__name__}: pass info['scene'] from env.reset() (built-in scene or "
+            "synthetic episode), Episode.ground_truth.scene or StartState.scene"
+        )
     spec = (
         scene_spec if isinstance(scene_spec, SceneSpec) else SceneSpec.from_dict(dict(scene_spec))
     )

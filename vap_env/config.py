@@ -133,6 +133,19 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, where: str = "") -> T:
         raise KeyError(
             f"{where}: unknown key(s) {unknown}; allowed keys are {sorted(fields)}.{hints}"
         )
+    missing = [
+        f
+        for f in fields.values()
+        if f.init
+        and f.name not in data
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        what = "; ".join(
+            f"{f.name} ({f.metadata['help']})" if "help" in f.metadata else f.name for f in missing
+        )
+        raise TypeError(f"{where}: missing required setting(s): {what}")
     hints_by_name = typing.get_type_hints(cls)
     kwargs = {k: _coerce(hints_by_name.get(k, Any), v, f"{where}.{k}") for k, v in data.items()}
     try:

@@ -83,6 +83,17 @@ class SlotStart:
     q: np.ndarray  # (J,) joint positions
     gripper: float  # 0 open .. 1 closed
     camera: PinholeCamera  # at the model resolution
+    scene: Any = None  # SceneSpec of a synthetic start (built-in scene or synthetic episode)
+
+
+def _scene_of(episode: Episode) -> Any:
+    """The ``SceneSpec`` of a synthetic episode (its ground truth's scene), else None."""
+    gt = episode.ground_truth
+    if gt is None or not gt.scene:
+        return None
+    from vap_env.data.synth import SceneSpec
+
+    return SceneSpec.from_dict(gt.scene)
 
 
 class VAPCore:
@@ -184,7 +195,8 @@ class VAPCore:
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Start a new episode in slot ``i``; ``np_random`` becomes the slot's generator.
 
-        Returns the observation and the reset info ``{"instruction", ...task entries}``.
+        Returns the observation and the reset info ``{"instruction", "scene" (the ``SceneSpec`` of a
+        synthetic start: built-in scene or synthetic episode), ...task entries}``.
         """
         self.np_randoms[i] = np_random
         scene_seed, torch_seed = (int(s) for s in np_random.integers(0, 2**62, size=2))
@@ -204,7 +216,9 @@ class VAPCore:
         self.elapsed[i] = 0
         self.started[i] = True
         self.ended[i] = False
-        info = {"instruction": start.instruction}
+        info: dict[str, Any] = {"instruction": start.instruction}
+        if start.scene is not None:
+            info["scene"] = start.scene
         info.update(self.task.reset(i, self.proprio(i), start.instruction, np_random))
         return self.observation(i), info
 
@@ -225,7 +239,7 @@ class VAPCore:
             return self._start_from_episode(options["episode"])
         if options:
             return self._start_from_state(options)
-        from vap_env.data.synth import sample_start
+        from vap_env.data.synth import SceneSpec, sample_start
 
         start = sample_start(self.cfg.robot, scene_seed, self.width, self.height)
         return SlotStart(
@@ -234,6 +248,7 @@ class VAPCore:
             q=np.asarray(start.q, np.float64),
             gripper=float(start.gripper),
             camera=start.camera.resized(self.width, self.height),
+            scene=SceneSpec.from_dict(start.scene),
         )
 
     def _start_from_episode(self, episode: Episode) -> SlotStart:
@@ -263,6 +278,7 @@ class VAPCore:
             q=q,
             gripper=self._check_gripper(episode.gripper[0], "episode gripper[0]"),
             camera=episode.camera.resized(self.width, self.height),
+            scene=_scene_of(episode),
         )
 
     def _start_from_state(self, options: dict[str, Any]) -> SlotStart:

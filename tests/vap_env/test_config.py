@@ -84,3 +84,19 @@ def test_train_config_rejects_values_that_would_fail_mid_run():
         from_dict(TrainConfig, {"data": {"split": 3}})
     with pytest.raises(ValueError, match=r"log_with='tensorbord'.*Did you mean 'tensorboard'"):
         TrainConfig(log_with="tensorbord")
+
+
+def test_missing_required_settings_are_named_with_their_help():
+    import dataclasses as dc
+
+    @dc.dataclass(frozen=True)
+    class Needs:
+        chunk_size: int = dc.field(metadata={"help": "K, the env's chunk_frames"})
+        out: str = dc.field()
+        seed: int = 0
+
+    with pytest.raises(
+        TypeError,
+        match=r"Needs: missing required setting\(s\): chunk_size \(K, the env's chunk_frames\); out$",
+    ):
+        from_dict(Needs, {"seed": 1})

@@ -66,7 +66,7 @@ def test_sample_start() -> None:
     )
     panda = sample_start("franka_panda", seed=0, width=64, height=36)
     assert panda.image.shape == (36, 64, 3) and panda.q.shape == (7,)
-    with pytest.raises(KeyError, match="no synthetic scene for robot 'ur5'"):
+    with pytest.raises(ValueError, match="no synthetic scene for robot 'ur5'"):
         sample_start("ur5", 0, 64, 64)
 
 

@@ -447,3 +447,28 @@ def test_random_init_weights_warn_and_packaged_names_resolve(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a directory or hub id is passed through silently
         assert resolve_weights(str(tmp_path)) == str(tmp_path)
+
+
+def test_reset_info_scene_drives_the_scripted_policy(make_env, droid_dataset_dir):
+    """A built-in (or synthetic-episode) start reports its scene, so the scripted skill can run."""
+    from policies import make_policy
+    from vap_env.data import iter_episodes
+    from vap_env.data.synth import SceneSpec
+
+    env = make_env("VAP-DROID-v0")
+    obs, info = env.reset(seed=0)
+    assert isinstance(info["scene"], SceneSpec)
+    assert info["scene"].task["instruction"] == info["instruction"]
+    policy = make_policy("scripted", scene=info["scene"], chunk_size=env.action_space.shape[0])
+    policy.reset(info["instruction"])
+    _, _, _, _, step_info = env.step(policy.act(obs))  # joint_pos by default on the Franka
+    # Closed-loop joint targets are reached: the plan's TCP at the chunk's end.
+    reached = step_info["proprio"][-1, 7:10]
+    np.testing.assert_allclose(reached, policy.tcp_plan[8, :3], atol=5e-3)
+    episode = next(iter(iter_episodes(droid_dataset_dir, split="train")))
+    _, info = env.reset(options={"episode": episode})
+    assert info["scene"] == SceneSpec.from_dict(episode.ground_truth.scene)
+    with pytest.raises(ValueError, match=r"pass info\['scene'\] from env\.reset\(\)"):
+        make_policy("scripted", scene=None, chunk_size=8)
+    with pytest.raises(TypeError, match=r"missing required setting\(s\): chunk_size \(K, the env"):
+        make_policy("scripted", scene=info["scene"])

@@ -71,7 +71,7 @@ def sample_start(robot: str, seed: int, width: int, height: int) -> StartState:
     env's skeleton prompt and this image agree exactly.
     """
     if robot not in LAYOUTS:
-        raise KeyError(
+        raise ValueError(
             f"sample_start: no synthetic scene for robot {robot!r}; known: {sorted(LAYOUTS)}. "
             "Start it from your own frame and state instead: env.reset(options={'image': ..., "
             "'instruction': ..., 'joints' or 'tcp_pose': ..., 'gripper': ...}) or "
