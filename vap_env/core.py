@@ -127,7 +127,12 @@ class VAPCore:
         self.num_joints = len(self.robot.joint_names)
         self.action_mode = make_action_mode(cfg.action_mode, self.robot, cfg.action_limits)
         self.renderer = SkeletonRenderer(self.robot.spec, self.width, self.height)
-        self.default_camera = self.robot.default_camera(self.width, self.height)
+        # A spec without a camera still drives the env: each reset then passes its own camera.
+        self.default_camera: PinholeCamera | None = (
+            self.robot.default_camera(self.width, self.height)
+            if self.robot.spec.camera is not None
+            else None
+        )
         self.single_action_space, self.single_observation_space = self._spaces()
         self._action_low = self.single_action_space.low.astype(np.float64)
         self._action_high = self.single_action_space.high.astype(np.float64)
@@ -139,7 +144,7 @@ class VAPCore:
         self.image = np.zeros((n, h, w, 3), np.uint8)
         self.skeleton = np.zeros((n, h, w, 3), np.uint8)
         self.instructions = [""] * n
-        self.cameras: list[PinholeCamera] = [self.default_camera] * n
+        self.cameras: list[PinholeCamera | None] = [self.default_camera] * n
         self.elapsed = np.zeros(n, np.int64)
         self.started = np.zeros(n, bool)  # reset at least once
         self.ended = np.zeros(n, bool)  # terminated or truncated since the last reset
@@ -306,6 +311,12 @@ class VAPCore:
         else:
             q = self._ik_start(options["tcp_pose"], "reset option 'tcp_pose'")
         camera = options.get("camera", self.default_camera)
+        if camera is None:
+            raise ValueError(
+                f"robot {self.robot.name!r} has no `camera:` in its spec, so reset options must "
+                "include 'camera' (a kinematics.PinholeCamera of the image); or add `camera:` to "
+                "the spec YAML"
+            )
         if not hasattr(camera, "resized"):
             raise ValueError(
                 f"reset option 'camera' must be a kinematics.PinholeCamera, got {type(camera).__name__}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pybullet as pb
 import pytest
@@ -198,32 +200,7 @@ def test_bad_inputs(google):
 
 
 # ---------------------------------------------------------------------- any robot via a spec file
-KUKA_SPEC = """
-name: kuka_iiwa
-urdf: pybullet_data:kuka_iiwa/model.urdf
-arm_joints: [lbr_iiwa_joint_1, lbr_iiwa_joint_2, lbr_iiwa_joint_3, lbr_iiwa_joint_4,
-             lbr_iiwa_joint_5, lbr_iiwa_joint_6, lbr_iiwa_joint_7]
-home: [0.0, 0.5, 0.0, -1.2, 0.0, 1.0, 0.0]
-ee: {name: tool, link: lbr_iiwa_link_7, xyz: [0.0, 0.0, 0.12]}
-camera: {xyz_rpy: [1.6, 0.0, 0.9, -2.2, 0.0, 1.5708], K: [[200, 0, 160], [0, 200, 128], [0, 0, 1]],
-         width: 320, height: 256}
-parts: {arm: [0, 140, 255], palm: [255, 200, 0], left_finger: [255, 40, 90], right_finger: [40, 255, 120]}
-keypoints:
-  - {name: base, link: lbr_iiwa_link_0, part: arm}
-  - {name: shoulder, link: lbr_iiwa_link_2, part: arm}
-  - {name: elbow, link: lbr_iiwa_link_4, part: arm}
-  - {name: wrist, link: lbr_iiwa_link_6, part: arm}
-  - {name: flange, link: lbr_iiwa_link_7, part: palm}
-  - {name: tip_l, link: tool, part: left_finger, offset: [0, 0.04, 0], offset_closed: [0, 0.005, 0]}
-  - {name: tip_r, link: tool, part: right_finger, offset: [0, -0.04, 0], offset_closed: [0, -0.005, 0]}
-edges:
-  - [base, shoulder, arm]
-  - [shoulder, elbow, arm]
-  - [elbow, wrist, arm]
-  - [wrist, flange, arm]
-  - [flange, tip_l, left_finger]
-  - [flange, tip_r, right_finger]
-"""
+KUKA_SPEC = (Path(__file__).parent / "data" / "kuka_iiwa.yaml").read_text()
 
 
 def test_third_robot_from_spec_file_only(tmp_path):
