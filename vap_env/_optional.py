@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from types import ModuleType
 
 # module -> (pip extra, what needs it)
@@ -14,6 +16,10 @@ _EXTRAS = {
 
 def require(module: str) -> ModuleType:
     """Import ``module`` or raise an ImportError naming the ``vap-env[extra]`` that provides it."""
+    if module == "tensorflow" and "tensorflow" not in sys.modules:
+        # TensorFlow's C++ INFO/WARNING lines (CPU features, tfrecord buffers) flooded every
+        # dataset read; a user's own TF_CPP_MIN_LOG_LEVEL still wins.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         return importlib.import_module(module)
     except ImportError as err:
