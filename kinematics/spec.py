@@ -318,7 +318,14 @@ class KeypointSpec:
             raise ValueError(
                 f"keypoint spec {str(path)!r} must be a YAML mapping, got {type(data)}"
             )
-        return cls.from_dict(data, base_dir=path.resolve().parent)
+        try:
+            return cls.from_dict(data, base_dir=path.resolve().parent)
+        except (ValueError, TypeError, KeyError) as err:
+            message = err.args[0] if err.args else str(err)
+            if str(path) in str(message):
+                raise
+            # Nested checks (a camera, a keypoint) do not know the file they came from.
+            raise type(err)(f"keypoint spec {str(path)!r}: {message}") from err
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-types serialisation (``from_dict`` inverse; ``base_dir`` omitted)."""

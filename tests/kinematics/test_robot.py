@@ -231,6 +231,11 @@ def test_third_robot_from_spec_file_only(tmp_path):
         ("home: [0.0, 0.5,", "home: [0.5,", "home"),
         ("kuka_iiwa/model.urdf", "kuka_iiwa/nope.urdf", "nope.urdf"),
         ("  - [base, shoulder, arm]\n", "  - [base, shoulder]\n", "edge #0"),
+        (
+            "camera: {xyz_rpy: [1.6, 0.0, 0.9, -2.2, 0.0, 1.5708], ",
+            "camera: {",
+            r"bad\.yaml': camera needs exactly one of `link` or `xyz_rpy`",
+        ),
     ],
 )
 def test_malformed_spec_names_the_problem(tmp_path, old, new, match):
