@@ -44,7 +44,6 @@ intervals before reading a ranking.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,6 +54,7 @@ import numpy as np
 
 from benchmarks.ground_truth_sim import DetectorConfig
 from vap_env.data.synth.scripted import SKILL_NAMES
+from vap_env.strict_json import write_json
 
 __all__ = [
     "POLICY_KINDS",
@@ -420,6 +420,5 @@ def main(cfg: Config) -> int:
         (out / "ope.md").write_text("# Offline policy evaluation\n\n" + text + "\n")
         targets.append(out / "ope.json")
     for path in targets:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=1) + "\n")
+        write_json(path, report)  # strict: NaN / inf as null
     return 0

@@ -13,13 +13,14 @@
 
 from __future__ import annotations
 
-import json
 import platform
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from vap_env.strict_json import write_json
 
 __all__ = ["Config", "main", "run"]
 
@@ -133,6 +134,5 @@ def main(cfg: Config) -> int:
             f"{row['clips_per_second']:>8.1f}"
         )
     if cfg.json:
-        Path(cfg.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(cfg.json).write_text(json.dumps(report, indent=2))
+        write_json(cfg.json, report, indent=2)
     return 0

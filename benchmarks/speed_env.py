@@ -18,15 +18,15 @@ state). Episodes are made long enough that no env resets while timed, so every s
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psutil
 from tqdm import tqdm
+
+from vap_env.strict_json import write_json
 
 __all__ = ["Config", "main", "run"]
 
@@ -183,6 +183,5 @@ def main(cfg: Config) -> int:
             "torch_threads": torch.get_num_threads(),
             "results": results,
         }
-        Path(cfg.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(cfg.json).write_text(json.dumps(report, indent=2))
+        write_json(cfg.json, report, indent=2)
     return 0

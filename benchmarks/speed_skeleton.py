@@ -19,12 +19,10 @@ reported. ``speedup_*`` = skeleton fps / reference fps; the target is >= 10x.
 from __future__ import annotations
 
 import dataclasses
-import json
 import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,6 +30,7 @@ import pybullet as pb
 
 from kinematics import SkeletonRenderer, load_robot
 from kinematics.trajectory import demo_trajectory
+from vap_env.strict_json import write_json
 
 __all__ = ["Config", "main", "run"]
 
@@ -157,6 +156,5 @@ def main(cfg: Config) -> int:
             "machine": {"python": platform.python_version(), "processor": platform.machine()},
             "results": r,
         }
-        Path(cfg.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(cfg.json).write_text(json.dumps(report, indent=2))
+        write_json(cfg.json, report, indent=2)
     return 0

@@ -20,12 +20,10 @@ on the CPU (monotonic over the run, so the batch-8 figure includes everything be
 from __future__ import annotations
 
 import dataclasses
-import json
 import resource
 import statistics
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +31,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from vap_env.models import WorldModel, WorldModelConfig, load_model_preset, load_world_model
+from vap_env.strict_json import write_json
 
 FULL_SIZE_PRESETS = ("cogvideox-2b", "cogvideox-5b-i2v")
 # The text encoder is off the per-chunk path (embeddings are cached per instruction), so timing runs
@@ -373,5 +372,5 @@ def main(cfg: Config) -> int:
         report["full_size"] = full_size_rows(cfg, device)
     print_report(report)
     if cfg.json:
-        Path(cfg.json).write_text(json.dumps(report, indent=2) + "\n")
+        write_json(cfg.json, report, indent=2)
     return 0

@@ -12,6 +12,10 @@ from vap_env.cli import main as cli_main
 from vap_env.video import read_video
 
 
+def _reject(token: str) -> None:
+    raise ValueError(f"non-standard JSON token {token}")
+
+
 def test_ope_end_to_end(tmp_path, capsys):
     out = tmp_path / "ope"
     cfg = Config(
@@ -26,7 +30,8 @@ def test_ope_end_to_end(tmp_path, capsys):
         progress=False,
     )
     assert main(cfg) == 0
-    report = json.loads((out / "ope.json").read_text())
+    # strict: Pearson of constant successes is NaN, written as null (JSON.parse rejects NaN)
+    report = json.loads((out / "ope.json").read_text(), parse_constant=_reject)
     rows = report["episodes"]
     assert [(r["scene"], r["skill"], r["policy"]) for r in rows] == [
         (0, "pick", "scripted:0"),

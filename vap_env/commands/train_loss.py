@@ -7,9 +7,9 @@ of two models, or of a training and a test split, compare directly (see
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+
+from vap_env.strict_json import write_json
 
 
 @dataclass(frozen=True)
@@ -43,5 +43,5 @@ def main(cfg: Config) -> int:
         f"clips of split {result['split']!r}, seed {cfg.seed})"
     )
     if cfg.json:
-        Path(cfg.json).write_text(json.dumps({**result, "seed": cfg.seed}, indent=1) + "\n")
+        write_json(cfg.json, {**result, "seed": cfg.seed})
     return 0
