@@ -25,7 +25,9 @@ A mask source turns a video into a (T, H, W) bool mask video. Three are register
     fits both), else the first non-empty ``motion`` mask.
 
 ``video_st_iou`` puts it together for one (generated, reference) pair and returns a
-``MetricResult`` that names the source.
+``MetricResult`` that names the source. ``mask_source_config`` turns the command-line options of
+``vap-env train eval`` and ``vap-env bench st-iou`` (``--mask-source``, ``--sam2-checkpoint``,
+``--sam2-config``) into ``make_mask_source``'s fields, checking them while the arguments are parsed.
 """
 
 from __future__ import annotations
@@ -361,6 +363,73 @@ def make_mask_source(name: str, **config: Any) -> MaskSource:
         )
     cls = MASK_SOURCES[name]
     return cls(from_dict(cls.config_class, config, where=f"{name} mask source"))
+
+
+# One line per source for the --mask-source help of the commands that score ST-IoU.
+MASK_SOURCE_HELP = (
+    "ST-IoU mask source: sim (synthetic ground truth + colour transfer; needs a vap-env data synth "
+    "dataset), motion (change from the first frame; any video, no weights), sam2 (SAM 2 tracking; "
+    "needs the vap-env[sam2] extra and --sam2-checkpoint)"
+)
+SAM2_CHECKPOINT_HELP = (
+    "SAM 2 checkpoint (.pt) of --mask-source sam2, required with it (nothing is downloaded)"
+)
+SAM2_CONFIG_HELP = (
+    f"sam2 package model config matching --sam2-checkpoint (None: {SAM2MasksConfig.model_config})"
+)
+
+
+def mask_source_config(
+    name: str,
+    *,
+    sam2_checkpoint: str | None = None,
+    sam2_config: str | None = None,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """The config fields ``make_mask_source(name, **fields)`` takes from a command's options.
+
+    Checks the options without building anything, so a command can call it while parsing its
+    arguments: an unknown ``name``, ``sam2`` without a checkpoint and a ``sam2_*`` option given
+    with another source are errors that name the option. ``device`` (the command's torch device)
+    goes to the sources that run a network (``sam2``); the others ignore it.
+
+    Raises:
+        KeyError: ``name`` is not a registered source.
+        ValueError: ``sam2`` without ``sam2_checkpoint``, or ``sam2_*`` options with another source.
+    """
+    if name not in MASK_SOURCES:
+        raise KeyError(
+            f"unknown mask source {name!r} (--mask-source); available: "
+            f"{available_mask_sources()}.{did_you_mean(name, available_mask_sources())}"
+        )
+    if name != "sam2":
+        given = [
+            flag
+            for flag, value in (
+                ("--sam2-checkpoint", sam2_checkpoint),
+                ("--sam2-config", sam2_config),
+            )
+            if value is not None
+        ]
+        if given:
+            raise ValueError(
+                f"{' and '.join(given)} only {'apply' if len(given) > 1 else 'applies'} to "
+                f"--mask-source sam2, not {name!r}: drop {'them' if len(given) > 1 else 'it'} or "
+                "pass --mask-source sam2"
+            )
+        return {}
+    if not sam2_checkpoint:
+        raise ValueError(
+            "--mask-source sam2 needs --sam2-checkpoint PATH (sam2_checkpoint): a SAM 2 checkpoint "
+            "(.pt, e.g. sam2.1_hiera_small.pt) you downloaded yourself; or use --mask-source "
+            "motion, which needs no weights"
+        )
+    fields: dict[str, Any] = {"checkpoint": sam2_checkpoint}
+    if sam2_config is not None:
+        fields["model_config"] = sam2_config
+    if device is not None:
+        fields["device"] = device
+    return fields
 
 
 def video_st_iou(

@@ -8,14 +8,18 @@ import numpy as np
 import pytest
 
 from benchmarks.masks import (
+    MASK_SOURCE_HELP,
     MaskSource,
     MotionMasks,
     MotionMasksConfig,
+    SAM2MasksConfig,
     available_mask_sources,
     make_mask_source,
+    mask_source_config,
     video_st_iou,
 )
 from benchmarks.metrics import st_iou
+from vap_env.config import from_dict
 
 T, H, W, S = 6, 48, 64, 10  # frames, height, width, square side
 
@@ -119,6 +123,34 @@ def test_sam2_errors_name_the_checkpoint_and_the_extra(tmp_path):
             make_mask_source("sam2", checkpoint=str(ckpt))
     else:
         pytest.skip("sam2 is installed; the missing-extra error cannot be exercised")
+
+
+def test_command_options_of_the_mask_source_are_checked_and_reach_the_config(tmp_path):
+    assert mask_source_config("sim") == mask_source_config("motion", device="cuda") == {}
+    with pytest.raises(ValueError, match="--mask-source sam2 needs --sam2-checkpoint PATH"):
+        mask_source_config("sam2", sam2_config="configs/sam2.1/sam2.1_hiera_b+.yaml")
+    with pytest.raises(ValueError, match="--sam2-checkpoint only applies to --mask-source sam2"):
+        mask_source_config("sim", sam2_checkpoint="sam2.pt")
+    with pytest.raises(ValueError, match="--sam2-checkpoint and --sam2-config only apply"):
+        mask_source_config("motion", sam2_checkpoint="sam2.pt", sam2_config="x.yaml")
+    with pytest.raises(KeyError, match="Did you mean 'sam2'"):
+        mask_source_config("sam3")
+    fields = mask_source_config(
+        "sam2",
+        sam2_checkpoint="b.pt",
+        sam2_config="configs/sam2.1/sam2.1_hiera_b+.yaml",
+        device="cuda",
+    )
+    assert from_dict(SAM2MasksConfig, fields) == SAM2MasksConfig(
+        checkpoint="b.pt", model_config="configs/sam2.1/sam2.1_hiera_b+.yaml", device="cuda"
+    )
+    default = from_dict(SAM2MasksConfig, mask_source_config("sam2", sam2_checkpoint="b.pt"))
+    assert default.model_config == SAM2MasksConfig.model_config and default.device == "cpu"
+    # the fields build the source (here the missing checkpoint is the end of the path)
+    missing = str(tmp_path / "missing.pt")
+    with pytest.raises(FileNotFoundError, match=r"missing\.pt"):
+        make_mask_source("sam2", **mask_source_config("sam2", sam2_checkpoint=missing))
+    assert all(f"{name} (" in MASK_SOURCE_HELP for name in available_mask_sources())
 
 
 def test_bad_videos_are_rejected():
