@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from stable_baselines3 import PPO
 
 from vap_env.sb3_vec_env import SB3VecEnv
@@ -27,8 +28,14 @@ def test_ppo_multi_input_policy_learns_on_the_batched_env():
     model = PPO(
         "MultiInputPolicy", venv, n_steps=8, batch_size=32, n_epochs=1, seed=0, device="cpu"
     )
+    before = [p.detach().clone() for p in model.policy.parameters()]
     model.learn(total_timesteps=192)
     assert model.num_timesteps >= 192
+    after = list(model.policy.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(after, before, strict=True))  # it updated
+    # the rollout buffer holds the reach task's rewards (-distance to the goal), not zeros
+    rewards = model.rollout_buffer.rewards
+    assert (rewards < 0).all() and np.isfinite(rewards).all()
     obs = venv.reset()
     action, _ = model.predict(obs, deterministic=True)
     assert action.shape == (8, 8, 8)
@@ -36,21 +43,35 @@ def test_ppo_multi_input_policy_learns_on_the_batched_env():
 
 
 def test_sb3_vec_env_autoreset_and_infos():
-    envs = VAPVectorEnv(
+    kwargs = dict(
         num_envs=2,
         preset="rt1",
         autoreset_mode="SameStep",
+        task="reach",
         max_episode_steps=1,
         num_inference_steps=1,
     )
+    envs = VAPVectorEnv(**kwargs)
     venv = SB3VecEnv(envs)
+    action = np.zeros((2, 8, 7), np.float32)
     try:
         venv.seed(5)
         obs = venv.reset()
         assert obs["image"].shape == (2, 64, 80, 3)
         assert venv.reset_infos[0]["instruction"]
-        obs, rewards, dones, infos = venv.step(np.zeros((2, 8, 7), np.float32))
+        obs, rewards, dones, infos = venv.step(action)
         assert dones.tolist() == [True, True] and rewards.dtype == np.float32
+        # the reach task's reward of each env's step, as the vector env itself gives it
+        distances = [info["distance"] for info in infos]
+        np.testing.assert_allclose(rewards, -np.array(distances, np.float32))
+        assert (rewards < 0).all()
+        plain = VAPVectorEnv(**kwargs)
+        try:
+            plain.reset(seed=5)
+            _, plain_rewards, *_ = plain.step(action)
+        finally:
+            plain.close()
+        np.testing.assert_array_equal(rewards, plain_rewards.astype(np.float32))
         for i, info in enumerate(infos):
             # The step's own info plus SB3's terminal observation; obs is already the next episode's.
             assert info["frames"].shape == (8, 64, 80, 3)
