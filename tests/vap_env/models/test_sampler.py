@@ -69,6 +69,38 @@ def test_guidance_changes_the_result_and_needs_negative_text():
         )
 
 
+@pytest.mark.parametrize("scale", [1.0, 4.0])
+def test_guided_step_is_uncond_plus_scale_times_cond_minus_uncond(scale):
+    # One DDIM step by hand: the scheduler's update of u + s (c - u), where c and u are the
+    # network's outputs on the instruction and on the negative text, from the item's own noise.
+    sampler = CogVideoXSampler(scheduler(CogVideoXDDIMScheduler))
+    g = torch.Generator().manual_seed(0)
+    text = torch.randn(1, 7, 3, generator=g)
+    negative = torch.randn(1, 7, 3, generator=g)
+    image = torch.randn((1, *SHAPE[1:]), generator=g)
+    out = sampler.sample(
+        toy_predict,
+        shape=(1, *SHAPE[1:]),
+        text_embeds=text,
+        negative_embeds=negative,
+        conditions={"image_latents": image},
+        generator=[torch.Generator().manual_seed(9)],
+        num_inference_steps=1,
+        guidance_scale=scale,
+    )
+    ref = scheduler(CogVideoXDDIMScheduler)
+    ref.set_timesteps(1)
+    (t,) = ref.timesteps
+    x_t = torch.randn((1, *SHAPE[1:]), generator=torch.Generator().manual_seed(9))
+    x_t = x_t * ref.init_noise_sigma
+    c = toy_predict(x_t, t.view(1), text, image)
+    u = toy_predict(x_t, t.view(1), negative, image)
+    v = c if scale == 1.0 else u + scale * (c - u)
+    expected = ref.step(v, t, x_t, eta=0.0).prev_sample
+    torch.testing.assert_close(out, expected)
+    assert not torch.allclose(c, u)  # the two texts give distinct outputs: the check has teeth
+
+
 def test_trailing_timesteps_of_the_released_config():
     sampler = CogVideoXSampler(scheduler(CogVideoXDDIMScheduler))
     assert sampler.timesteps(10, torch.device("cpu")).tolist() == [
