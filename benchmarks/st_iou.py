@@ -1,4 +1,4 @@
-"""Per-skill action-following fidelity: ``vap-env bench st-iou --data DIR [--weights W]``.
+"""Per-skill action-following fidelity: ``vap-env bench st-iou --data-dir DIR [--weights W]``.
 
 For each held-out episode of a synthetic dataset (``vap-env data synth``; the ``sim`` mask source
 needs its ground truth), start from the episode's first frame and state and replay its actions,
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,11 +37,21 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.masks import (
+    MASK_SOURCE_HELP,
+    SAM2_CHECKPOINT_HELP,
+    SAM2_CONFIG_HELP,
+    mask_source_config,
+)
+from vap_env.strict_json import dumps
 from vap_env.train.evaluate import (
+    NULL_NOTE,
     REPLAY_MAX_STEPS,
+    ROLLOUT_HELP,
     VARIANTS,
     by_chunk_summary,
     evaluate_episode,
+    report_footer,
 )
 
 __all__ = [
@@ -52,6 +61,7 @@ __all__ = [
     "evaluate_episode",
     "format_table",
     "main",
+    "per_skill_figure",
     "plot_per_skill",
     "run",
     "torch_threads",
@@ -71,7 +81,9 @@ DATASET_ENVS: dict[str, str] = {
 class Config:
     """Options of ``vap-env bench st-iou``."""
 
-    data: str = field(metadata={"help": "synthetic RLDS dataset directory (vap-env data synth)"})
+    data_dir: str = field(
+        metadata={"help": "synthetic RLDS dataset directory (vap-env data synth)"}
+    )
     weights: str | None = field(
         default=None, metadata={"help": "world model (None: what gym.make(env_id) loads)"}
     )
@@ -79,12 +91,14 @@ class Config:
     max_episodes: int = field(default=0, metadata={"help": "at most N episodes (0: all)"})
     rollout: str = field(
         default="env",
-        metadata={"help": "'env' (reset from the episode, replay its actions) or 'skeleton'"},
+        metadata={"help": ROLLOUT_HELP},
     )
     env_id: str | None = field(
         default=None, metadata={"help": "env of the rollout (None: the dataset's, e.g. VAP-RT1-v0)"}
     )
-    mask_source: str = field(default="sim", metadata={"help": "ST-IoU mask source: sim | motion"})
+    mask_source: str = field(default="sim", metadata={"help": MASK_SOURCE_HELP})
+    sam2_checkpoint: str | None = field(default=None, metadata={"help": SAM2_CHECKPOINT_HELP})
+    sam2_config: str | None = field(default=None, metadata={"help": SAM2_CONFIG_HELP})
     num_inference_steps: int | None = field(
         default=None, metadata={"help": "denoising steps per chunk (None: the model's default)"}
     )
@@ -109,6 +123,9 @@ class Config:
             raise ValueError(
                 f"max_episodes={self.max_episodes} and videos={self.videos} must be >= 0"
             )
+        mask_source_config(
+            self.mask_source, sam2_checkpoint=self.sam2_checkpoint, sam2_config=self.sam2_config
+        )
 
 
 def upscale(video: np.ndarray, min_height: int = 256) -> np.ndarray:
@@ -176,17 +193,20 @@ def format_table(report: dict[str, Any]) -> str:
             f"\n\nAll episodes: ST-IoU model - copy_last = {overall['model'] - overall['copy_last']:+.3f}, "
             f"model - blank_skeleton = {overall['model'] - overall['blank_skeleton']:+.3f}."
         )
-    return (
-        markdown_table(header, rows)
-        + margins
-        + f"\n\nWorld model {report['weights']!r}, rollout {report['rollout']!r} ({report['env_id']}), "
-        f"{report['n_episodes']} episodes of split {report['split']!r}, mask source "
-        f"{src!r}, {report['resolution_hw'][0]}x{report['resolution_hw'][1]} frames."
+    footer = report_footer(
+        weights=report["weights"],
+        rollout=report["rollout"],
+        env_id=report["env_id"],
+        n_episodes=report["n_episodes"],
+        split=report["split"],
+        mask_source=src,
+        resolution_hw=report["resolution_hw"],
     )
+    return markdown_table(header, rows) + margins + "\n\n" + footer
 
 
-def plot_per_skill(report: dict[str, Any], path: str | Path) -> Path:
-    """Bar chart per skill (ST-IoU, PSNR, SSIM; one bar per variant, 95% intervals) as a PNG."""
+def per_skill_figure(report: dict[str, Any]) -> Any:
+    """The ``matplotlib.figure.Figure`` of ``plot_per_skill``; the caller closes it."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display: write files only
@@ -210,30 +230,30 @@ def plot_per_skill(report: dict[str, Any], path: str | Path) -> Path:
                     for v, r in zip(values, res, strict=True)
                 ]
             ).T
-            ax.bar(x + (j - 1) * width, values, width, yerr=err, capsize=2, label=variant)
+            offset = (j - (len(VARIANTS) - 1) / 2) * width  # the group centred on its tick
+            ax.bar(x + offset, values, width, yerr=err, capsize=2, label=variant)
         ticks = [f"{s}\n(n={summary['model'][s]['st_iou']['n']})" for s in skills]
         ax.set_xticks(x, ticks, fontsize=8)
         ax.set_title(labels[metric])
-    axes[0].legend(fontsize=8)
+    # Right of the last panel: inside any panel it hid bars (the tall 'recorded' ones first).
+    axes[-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     n = report["n_episodes"]
     fig.suptitle(f"{report['weights']} on {n} episodes ({report['rollout']} rollout)", fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def plot_per_skill(report: dict[str, Any], path: str | Path) -> Path:
+    """Bar chart per skill (ST-IoU, PSNR, SSIM; one bar per variant, 95% intervals) as a PNG,
+    the legend outside the panels."""
+    fig = per_skill_figure(report)
+    import matplotlib.pyplot as plt  # after per_skill_figure chose the Agg backend
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")  # tight: the outside legend is kept
     plt.close(fig)
     return path
-
-
-def _json_safe(x: Any) -> Any:
-    """NaN / inf (an empty-both ST-IoU, the PSNR of an exact copy) become null: JSON has neither."""
-    if isinstance(x, float):
-        return x if np.isfinite(x) else None
-    if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_json_safe(v) for v in x]
-    return x
 
 
 @contextlib.contextmanager
@@ -273,20 +293,29 @@ def _run(cfg: Config) -> dict[str, Any] | None:
     # PartialState finds a multi-process CPU run (torchrun, accelerate launch --cpu) only with cpu=True.
     cpu = cfg.device == "cpu" or parse_flag_from_env("ACCELERATE_USE_CPU")
     state = PartialState(cpu=cpu or not torch.cuda.is_available())
-    dataset = open_rlds(cfg.data)
+    dataset = open_rlds(cfg.data_dir)
     env_id = cfg.env_id or DATASET_ENVS.get(dataset.schema.name)
     if env_id is None:
         raise ValueError(f"no env for dataset {dataset.schema.name!r}: pass env_id")
     total = dataset.num_episodes(cfg.split)
     indices = list(range(min(total, cfg.max_episodes) if cfg.max_episodes else total))
     if not indices:
-        raise ValueError(f"split {cfg.split!r} of {cfg.data} has no episodes")
+        raise ValueError(f"split {cfg.split!r} of {cfg.data_dir} has no episodes")
     device = str(state.device) if cfg.device == "auto" else cfg.device
+    # before the model loads: a missing SAM 2 checkpoint fails in a second, not after a minute
+    source = make_mask_source(
+        cfg.mask_source,
+        **mask_source_config(
+            cfg.mask_source,
+            sam2_checkpoint=cfg.sam2_checkpoint,
+            sam2_config=cfg.sam2_config,
+            device=device,
+        ),
+    )
     kwargs: dict[str, Any] = {"num_inference_steps": cfg.num_inference_steps, "device": device}
     if cfg.weights is not None:
         kwargs["weights"] = cfg.weights
     env = gym.make(env_id, max_episode_steps=REPLAY_MAX_STEPS, **kwargs)
-    source = make_mask_source(cfg.mask_source)
     out = Path(cfg.out_dir)
     rows: list[dict[str, Any]] = []
     with state.split_between_processes(indices) as mine:
@@ -340,6 +369,7 @@ def _run(cfg: Config) -> dict[str, Any] | None:
         "episodes": rows,
         "per_skill": summarize_rows(rows, source.name),
         "by_chunk": by_chunk_summary(rows),
+        "notes": {"null": NULL_NOTE},
     }
     out.mkdir(parents=True, exist_ok=True)
     report["outputs"] = {
@@ -352,7 +382,7 @@ def _run(cfg: Config) -> dict[str, Any] | None:
     }
     report["seconds"] = time.perf_counter() - start
     (out / "st_iou.md").write_text("# Per-skill ST-IoU\n\n" + format_table(report) + "\n")
-    text = json.dumps(_json_safe(report), indent=1) + "\n"
+    text = dumps(report)  # strict: NaN / inf as null
     for path in [out / "st_iou.json"] + ([Path(cfg.json)] if cfg.json else []):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)

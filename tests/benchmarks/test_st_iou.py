@@ -10,9 +10,18 @@ import sys
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
-from benchmarks.st_iou import VARIANTS, Config, main, torch_threads
+from benchmarks.st_iou import (
+    VARIANTS,
+    Config,
+    main,
+    per_skill_figure,
+    plot_per_skill,
+    summarize_rows,
+    torch_threads,
+)
 from vap_env.cli import main as cli_main
 from vap_env.train.evaluate import EvalConfig, evaluate
 from vap_env.video import read_video
@@ -27,10 +36,19 @@ def _same(a: float | None, b: float | None) -> bool:
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _strict_loads(text: str) -> dict:
+    """json.loads that rejects NaN / Infinity, as JavaScript's JSON.parse does."""
+
+    def reject(token: str) -> None:
+        raise ValueError(f"non-standard JSON token {token}")
+
+    return json.loads(text, parse_constant=reject)
+
+
 def test_per_skill_report_and_outputs(rt1_dataset_dir, tmp_path, capsys):
     out = tmp_path / "st"
     cfg = Config(
-        data=str(rt1_dataset_dir),
+        data_dir=str(rt1_dataset_dir),
         split="train",
         num_inference_steps=1,
         videos=1,
@@ -39,7 +57,8 @@ def test_per_skill_report_and_outputs(rt1_dataset_dir, tmp_path, capsys):
         progress=False,
     )
     assert main(cfg) == 0
-    report = json.loads((out / "st_iou.json").read_text())
+    report = _strict_loads((out / "st_iou.json").read_text())
+    assert "PSNR of identical frames is infinite" in report["notes"]["null"]
     assert report["rollout"] == "env" and report["env_id"] == "VAP-RT1-v0"
     assert report["mask_source"] == "sim" and report["n_episodes"] == 3
     rows = report["episodes"]
@@ -79,12 +98,70 @@ def test_per_skill_report_and_outputs(rt1_dataset_dir, tmp_path, capsys):
     assert video.shape == (9, 4 * h, 3 * 4 * w, 3)
     skeleton_column = video[:, :, 4 * w : 8 * w]
     assert skeleton_column.max() > 100  # the prompt the env rendered is drawn
-    assert "| all | model |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| all | model |" in printed
+    assert "rollout 'env' (VAP-RT1-v0), 3 episodes of split 'train', mask source 'sim'" in printed
+
+
+def _fake_report(n_skills: int = 5) -> dict:
+    """A report with synthetic numbers, enough for the figure."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(2 * n_skills):
+        row = {"skill": f"skill_{i % n_skills}"}
+        for v in VARIANTS:  # 'recorded' scores highest, as in a real report
+            top = v == "recorded"
+            row[v] = {
+                "st_iou": (0.9 if top else 0.3) + 0.05 * rng.random(),
+                "psnr": 40.0 if top else 20.0 + rng.random(),
+                "ssim": (0.99 if top else 0.8) + 0.01 * rng.random(),
+            }
+        rows.append(row)
+    return {
+        "per_skill": summarize_rows(rows, "sim"),
+        "mask_source": "sim",
+        "weights": "tiny",
+        "n_episodes": len(rows),
+        "rollout": "env",
+    }
+
+
+def test_the_legend_covers_no_panel(tmp_path):
+    import matplotlib.pyplot as plt
+
+    fig = per_skill_figure(_fake_report())
+    try:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        (legend,) = [a.get_legend() for a in fig.axes if a.get_legend() is not None]
+        box = legend.get_window_extent(renderer)
+        for ax in fig.axes:
+            assert not box.overlaps(ax.get_window_extent(renderer)), ax.get_title()
+        assert fig.bbox.x1 >= box.x1  # beside the panels, not cut off
+    finally:
+        plt.close(fig)
+    png = cv2.imread(str(plot_per_skill(_fake_report(), tmp_path / "p.png")))
+    assert png is not None and png.shape[1] > png.shape[0]
+
+
+def test_sam2_options(rt1_dataset_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("VAP_ENV_TRACEBACK", raising=False)
+    with pytest.raises(ValueError, match="--mask-source sam2 needs --sam2-checkpoint"):
+        Config(data_dir="x", mask_source="sam2")
+    with pytest.raises(ValueError, match="--sam2-config only applies to --mask-source sam2"):
+        Config(data_dir="x", sam2_config="configs/sam2.1/sam2.1_hiera_t.yaml")
+    missing = tmp_path / "missing.pt"
+    argv = ["bench", "st-iou", "--data-dir", str(rt1_dataset_dir), "--out-dir", str(tmp_path)]
+    argv += ["--mask-source", "sam2", "--sam2-checkpoint", str(missing), "--no-progress"]
+    assert cli_main(argv) == 1  # the checkpoint reached SAM2MasksConfig, before the model loaded
+    assert f"SAM 2 checkpoint {str(missing)!r} does not exist" in capsys.readouterr().err
+    help_text = Config.__dataclass_fields__["mask_source"].metadata["help"]
+    assert all(f"{name} (" in help_text for name in ("sim", "motion", "sam2"))
 
 
 def test_same_numbers_as_the_acceptance_evaluation(rt1_dataset_dir, tmp_path):
     cfg = Config(
-        data=str(rt1_dataset_dir),
+        data_dir=str(rt1_dataset_dir),
         split="test",
         num_inference_steps=1,
         videos=0,
@@ -117,10 +194,10 @@ def test_same_numbers_as_the_acceptance_evaluation(rt1_dataset_dir, tmp_path):
 
 def test_config_errors(rt1_dataset_dir, tmp_path):
     with pytest.raises(ValueError, match="rollout"):
-        Config(data="x", rollout="dream")
+        Config(data_dir="x", rollout="dream")
     with pytest.raises(KeyError, match="no split 'holdout'"):
-        main(Config(data=str(rt1_dataset_dir), split="holdout", out_dir=str(tmp_path)))
-    with pytest.raises(SystemExit):  # --data is required
+        main(Config(data_dir=str(rt1_dataset_dir), split="holdout", out_dir=str(tmp_path)))
+    with pytest.raises(SystemExit):  # --data-dir is required
         cli_main(["bench", "st-iou"])
 
 
@@ -129,7 +206,7 @@ def test_two_processes_split_the_episodes(rt1_dataset_dir, tmp_path):
     out = tmp_path / "sharded"
     # Two CPU processes over gloo, as accelerate launch starts them on a multi-GPU machine.
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
-    cmd += ["-m", "vap_env.cli", "bench", "st-iou", "--data", str(rt1_dataset_dir)]
+    cmd += ["-m", "vap_env.cli", "bench", "st-iou", "--data-dir", str(rt1_dataset_dir)]
     cmd += ["--split", "train", "--num-inference-steps", "1", "--videos", "0", "--no-progress"]
     cmd += ["--threads", "1", "--out-dir", str(out)]
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
@@ -141,7 +218,7 @@ def test_two_processes_split_the_episodes(rt1_dataset_dir, tmp_path):
     single = tmp_path / "single"
     main(
         Config(
-            data=str(rt1_dataset_dir),
+            data_dir=str(rt1_dataset_dir),
             split="train",
             num_inference_steps=1,
             videos=0,

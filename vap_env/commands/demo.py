@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from vap_env.strict_json import write_json
+
 # the env the demo shows; its registered defaults (weights included) are what gym.make gives
 ENV_ID = "VAP-RT1-v0"
 # Gaussian sigma (px) of the rollout's control: a soft but unchanged start frame must not pass
@@ -246,7 +248,7 @@ def write_report(
         f"`{rel(st['outputs']['markdown'])}`: the table",
         "- " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()),
         "",
-        "Reproduce a stage: `vap-env bench st-iou --data "
+        "Reproduce a stage: `vap-env bench st-iou --data-dir "
         f"{Path(cfg.out_dir) / 'data'}` (add `--weights DIR`), `vap-env bench ope` for policy "
         "ranking agreement over many scenes.",
         "",
@@ -292,7 +294,7 @@ def _main(cfg: Config) -> int:
     t = time.perf_counter()
     report = st_iou.run(
         st_iou.Config(
-            data=str(data),
+            data_dir=str(data),
             weights=cfg.weights,
             split="test",
             num_inference_steps=cfg.num_inference_steps,
@@ -317,12 +319,9 @@ def _main(cfg: Config) -> int:
     timings["total"] = time.perf_counter() - begin
 
     path = write_report(cfg, report, rollout, timings)
-    (out / "demo.json").write_text(
-        json.dumps(
-            {"config": dataclasses.asdict(cfg), "policy_rollout": rollout, "timings_s": timings},
-            indent=1,
-        )
-        + "\n"
+    write_json(
+        out / "demo.json",
+        {"config": dataclasses.asdict(cfg), "policy_rollout": rollout, "timings_s": timings},
     )
     print()
     print(st_iou.format_table(report))

@@ -3,7 +3,9 @@
 Rolls the world model out over held-out synthetic episodes from their first frame and reports
 ST-IoU (with the mask source), PSNR and SSIM against the recorded frames, next to the copy-last-frame
 and blanked-skeleton baselines (see ``vap_env.train.evaluate``). ``--json PATH`` writes everything,
-per episode included.
+per episode included, as strict JSON (a value that is not finite, e.g. the infinite PSNR of the
+recorded frames against themselves, is null). ``vap-env bench st-iou`` scores the same rollouts per
+skill; its default ``--rollout`` is ``env`` where this command's is ``skeleton``.
 """
 
 from __future__ import annotations

@@ -30,7 +30,6 @@ the errors its rollout compounds.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,14 @@ import cv2
 import numpy as np
 import torch
 
+from benchmarks.masks import (
+    MASK_SOURCE_HELP,
+    SAM2_CHECKPOINT_HELP,
+    SAM2_CONFIG_HELP,
+    mask_source_config,
+)
+from vap_env.strict_json import write_json
+
 VARIANTS: tuple[str, ...] = (
     "model",
     "copy_last",
@@ -48,6 +55,21 @@ VARIANTS: tuple[str, ...] = (
     "recorded",
 )
 ROLLOUTS: tuple[str, ...] = ("skeleton", "env")
+# The --rollout help of both commands that roll a model out (vap-env train eval, bench st-iou).
+ROLLOUT_HELP = (
+    "how the model is driven over each episode: 'skeleton' feeds it the skeleton video rendered "
+    "from the episode's logged states (the prompts it was trained on), 'env' is the product path "
+    "(gym.make(env_id), reset from the episode's first frame and state, its recorded actions "
+    "replayed chunk by chunk; the env's kinematics render the skeleton, so the prompt, and the "
+    "numbers, differ slightly). vap-env train eval defaults to skeleton (the model alone, as "
+    "trained), vap-env bench st-iou to env (the path a policy sees)."
+)
+# What a null metric in the JSON reports means (vap_env.strict_json writes no NaN / Infinity).
+NULL_NOTE = (
+    "null is a value that is not a finite number: the PSNR of identical frames is infinite "
+    "(recorded; copy_last on frames that do not change), an ST-IoU whose masks are both empty is "
+    "NaN (left out of the means and counted in n_excluded)"
+)
 
 
 @dataclass(frozen=True)
@@ -68,9 +90,11 @@ class EvalConfig:
             "help": "scale of the ControlNet's skeleton residuals (None: the model config's)"
         },
     )
-    mask_source: str = field(default="sim", metadata={"help": "ST-IoU mask source"})
-    rollout: str = field(default="skeleton", metadata={"help": "'skeleton' or 'env' (see module)"})
-    env_id: str = field(default="VAP-RT1-v0", metadata={"help": "env id of rollout='env'"})
+    mask_source: str = field(default="sim", metadata={"help": MASK_SOURCE_HELP})
+    sam2_checkpoint: str | None = field(default=None, metadata={"help": SAM2_CHECKPOINT_HELP})
+    sam2_config: str | None = field(default=None, metadata={"help": SAM2_CONFIG_HELP})
+    rollout: str = field(default="skeleton", metadata={"help": ROLLOUT_HELP})
+    env_id: str = field(default="VAP-RT1-v0", metadata={"help": "env id of --rollout env"})
     skeleton_from_ground_truth: bool = field(
         default=True,
         metadata={"help": "draw the whole arm from the synthetic ground-truth joints (as the env)"},
@@ -84,6 +108,18 @@ class EvalConfig:
             raise ValueError(f"max_episodes={self.max_episodes} must be >= 0 (0: all)")
         if self.control_scale is not None and not math.isfinite(self.control_scale):
             raise ValueError(f"control_scale={self.control_scale} must be a finite number")
+        mask_source_config(
+            self.mask_source, sam2_checkpoint=self.sam2_checkpoint, sam2_config=self.sam2_config
+        )
+
+    def mask_source_fields(self) -> dict[str, Any]:
+        """The fields ``make_mask_source(self.mask_source, **fields)`` takes from these options."""
+        return mask_source_config(
+            self.mask_source,
+            sam2_checkpoint=self.sam2_checkpoint,
+            sam2_config=self.sam2_config,
+            device=self.device,
+        )
 
 
 def _resize(video: np.ndarray, width: int, height: int, interp: int) -> np.ndarray:
@@ -295,16 +331,17 @@ def by_chunk_summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, list[Any
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """Roll out every episode with the model, the baselines and the VAE ceiling; summarise.
 
-    Returns: ``{"config", "episodes": [{id, skill, variant: {st_iou, psnr, ssim, st_iou_by_chunk,
-    psnr_by_chunk}}], "summary": {variant: {metric: MetricResult.to_dict()}}, "by_chunk":
-    {variant: {st_iou, psnr, n}} (lists over chunk index), "margins": {...}}``.
+    Returns: ``{"config", "mask_source", "resolution_hw", "episodes": [{id, skill, variant:
+    {st_iou, psnr, ssim, st_iou_by_chunk, psnr_by_chunk}}], "summary": {variant: {metric:
+    MetricResult.to_dict()}}, "by_chunk": {variant: {st_iou, psnr, n}} (lists over chunk index),
+    "margins": {...}, "notes"}``. Episode values may be NaN / inf; ``write_report`` writes null.
     """
     from benchmarks.masks import make_mask_source
     from benchmarks.metrics import summarize
     from vap_env.data import iter_episodes
     from vap_env.models import load_world_model
 
-    source = make_mask_source(cfg.mask_source)
+    source = make_mask_source(cfg.mask_source, **cfg.mask_source_fields())
     env = None
     if cfg.rollout == "env":
         import gymnasium as gym
@@ -365,15 +402,38 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     }
     return {
         "config": dataclasses.asdict(cfg),
+        "mask_source": source.name,
+        "resolution_hw": [wm.config.height, wm.config.width],
         "episodes": rows,
         "summary": summary,
         "by_chunk": by_chunk_summary(rows),
         "margins": margins,
+        "notes": {"null": NULL_NOTE},
     }
 
 
+def report_footer(
+    *,
+    weights: str | None,
+    rollout: str,
+    env_id: str | None,
+    n_episodes: int,
+    split: str,
+    mask_source: str,
+    resolution_hw: tuple[int, int] | list[int],
+) -> str:
+    """The line under a results table that restates what was measured (train eval, bench st-iou)."""
+    via = f" ({env_id})" if env_id else ""
+    episodes = f"{n_episodes} episode{'s' if n_episodes != 1 else ''}"
+    return (
+        f"World model {weights!r}, rollout {rollout!r}{via}, {episodes} of split {split!r}, "
+        f"mask source {mask_source!r}, {resolution_hw[0]}x{resolution_hw[1]} frames."
+    )
+
+
 def format_report(report: dict[str, Any]) -> str:
-    """A Markdown table of the summary (variant x metric) and the ST-IoU margins."""
+    """A Markdown table of the summary (variant x metric), the ST-IoU margins, the by-chunk table
+    and a footer restating the weights, rollout, episodes and mask source (``report_footer``)."""
     from benchmarks.metrics import markdown_table
 
     src = report["config"]["mask_source"]
@@ -415,12 +475,22 @@ def format_report(report: dict[str, Any]) -> str:
         ]
         heads = ["ST-IoU / PSNR by chunk", *(f"{c + 1} (n={k})" for c, k in enumerate(n))]
         text += "\n\n" + markdown_table(heads, rows)
-    return text
+    cfg = report["config"]
+    footer = report_footer(
+        weights=cfg["weights"],
+        rollout=cfg["rollout"],
+        env_id=cfg["env_id"] if cfg["rollout"] == "env" else None,
+        n_episodes=len(report["episodes"]),
+        split=cfg["split"],
+        mask_source=src,
+        resolution_hw=report["resolution_hw"],
+    )
+    return text + "\n\n" + footer
 
 
 def write_report(report: dict[str, Any], path: str | Path) -> None:
-    """JSON of ``evaluate``'s result."""
-    Path(path).write_text(json.dumps(report, indent=1) + "\n")
+    """Strict JSON of ``evaluate``'s result: NaN / inf are null (``vap_env.strict_json``)."""
+    write_json(path, report)
 
 
 def diffusion_loss(

@@ -65,3 +65,17 @@ def test_bad_input_found_while_running_is_one_line_not_a_traceback(capsys, monke
 def test_bench_alone_lists_the_commands(capsys):
     assert main(["bench", "--help"]) == 0
     assert "vap-env bench world-model" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("words", [["train", "eval"], ["bench", "st-iou"]])
+def test_both_evaluation_commands_explain_their_options_alike(words, capsys):
+    from benchmarks.masks import available_mask_sources
+
+    with pytest.raises(SystemExit):
+        main([*words, "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps the help lines
+    assert "--data-dir DATA_DIR" in text and "--sam2-checkpoint" in text and "--sam2-config" in text
+    assert all(f"{name} (" in text for name in available_mask_sources())
+    # the rollout modes are spelled out, with both commands' defaults
+    assert "see module" not in text and "'skeleton' feeds it the skeleton video" in text
+    assert "train eval defaults to skeleton" in text and "bench st-iou to env" in text

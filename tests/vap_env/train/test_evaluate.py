@@ -13,6 +13,7 @@ from vap_env.cli import main as cli_main
 from vap_env.models import load_world_model
 from vap_env.train.evaluate import (
     EvalConfig,
+    evaluate,
     format_report,
     rollout_skeleton,
     vae_reconstruction,
@@ -69,6 +70,15 @@ def test_vae_reconstruction_is_chunkwise_and_close_for_the_trained_vae():
     assert err < 25, err  # trained: 11 levels off on this gradient; the random-init VAE is 57 off
 
 
+def _strict_loads(text: str) -> dict:
+    """json.loads that rejects NaN / Infinity, as JavaScript's JSON.parse does."""
+
+    def reject(token: str) -> None:
+        raise ValueError(f"non-standard JSON token {token}")
+
+    return json.loads(text, parse_constant=reject)
+
+
 def _check_report(report: dict) -> None:
     summary = report["summary"]
     assert set(summary) == {
@@ -117,11 +127,55 @@ def test_train_eval_command_through_the_env_writes_json(rt1_dataset_dir, tmp_pat
     argv += ["--split", "val", "--num-inference-steps", "1", "--rollout", "env"]
     argv += ["--json", str(out)]
     assert cli_main(argv) == 0
-    assert "copy_last" in capsys.readouterr().out
-    report = json.loads(out.read_text())
+    printed = capsys.readouterr().out
+    assert "copy_last" in printed
+    # the table restates what was measured, as bench st-iou's does
+    assert printed.rstrip().endswith(
+        "World model 'tiny', rollout 'env' (VAP-RT1-v0), 1 episode of split 'val', mask source "
+        "'sim', 64x80 frames."
+    )
+    report = _strict_loads(out.read_text())  # the recorded PSNR is infinite: null, not Infinity
+    assert report["episodes"][0]["recorded"]["psnr"] is None
+    assert "PSNR of identical frames is infinite" in report["notes"]["null"]
     assert report["config"]["split"] == "val" and report["config"]["rollout"] == "env"
     assert [r["episode_id"] for r in report["episodes"]] == ["val_000000"]
     _check_report(report)
+
+
+def test_sam2_mask_source_options(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("VAP_ENV_TRACEBACK", raising=False)
+    base = ["train", "eval", "--weights", "tiny", "--data-dir", str(tmp_path)]
+    for extra, message in (
+        (["--mask-source", "sam2"], "--mask-source sam2 needs --sam2-checkpoint PATH"),
+        (["--sam2-checkpoint", "s.pt"], "--sam2-checkpoint only applies to --mask-source sam2"),
+        (["--mask-source", "sam3"], "unknown mask source 'sam3'"),
+    ):
+        with pytest.raises(SystemExit) as exit_:  # at argument time, before any model loads
+            cli_main([*base, *extra])
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
+    # the options reach SAM2MasksConfig: its checks are the end of the path here
+    missing = tmp_path / "missing.pt"
+    assert cli_main([*base, "--mask-source", "sam2", "--sam2-checkpoint", str(missing)]) == 1
+    assert f"SAM 2 checkpoint {str(missing)!r} does not exist" in capsys.readouterr().err
+    ckpt = tmp_path / "sam2.pt"
+    ckpt.write_bytes(b"")
+    cfg = EvalConfig(
+        weights="tiny",
+        data_dir=str(tmp_path),
+        mask_source="sam2",
+        sam2_checkpoint=str(ckpt),
+        sam2_config="configs/sam2.1/sam2.1_hiera_t.yaml",
+    )
+    assert cfg.mask_source_fields() == {
+        "checkpoint": str(ckpt),
+        "model_config": "configs/sam2.1/sam2.1_hiera_t.yaml",
+        "device": "cpu",
+    }
+    try:
+        import sam2  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match=r"vap-env\[sam2\]"):
+            evaluate(cfg)
 
 
 def test_control_scale_zero_makes_the_model_ignore_the_skeleton(rt1_dataset_dir, tmp_path):
