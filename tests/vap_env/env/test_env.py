@@ -253,6 +253,57 @@ def test_reset_from_explicit_state(rt1_env, start_state):
     np.testing.assert_allclose(obs["proprio"][7:10], start_state["tcp"][:3], atol=1e-3)
 
 
+def _explicit_start(start_state) -> dict:
+    image = np.random.default_rng(1).integers(0, 256, (256, 320, 3), dtype=np.uint8)
+    return {
+        "image": image,
+        "instruction": "open drawer",
+        "joints": start_state["q"],
+        "gripper": 0.5,
+    }
+
+
+def test_the_seed_alone_drives_generation_from_an_explicit_start(
+    rt1_env, start_state, small_actions
+):
+    # An explicit start fixes the scene, so the frames differ by seed only through the slot's
+    # torch generator, which the reset seeds.
+    action = small_actions(rt1_env.action_space, np.random.default_rng(0))
+
+    def frames(seed: int) -> np.ndarray:
+        rt1_env.reset(seed=seed, options=_explicit_start(start_state))
+        return rt1_env.step(action)[4]["frames"]
+
+    three = frames(3)
+    assert np.array_equal(three, frames(3))
+    assert not np.array_equal(three, frames(4))
+
+
+def test_step_prompts_the_world_model_with_the_context_skeleton_then_the_new_ones(
+    rt1_env, start_state, small_actions
+):
+    # The step's generation rebuilt by hand: context image, [context skeleton, K new skeletons],
+    # instruction, and the slot's generator as it stood before the step.
+    options = _explicit_start(start_state)
+    obs, _ = rt1_env.reset(seed=0, options=options)
+    core = rt1_env.unwrapped.core
+    generator = torch.Generator()
+    generator.set_state(core.generators[0].get_state())
+    action = small_actions(rt1_env.action_space, np.random.default_rng(1), scale=0.2)
+    info = rt1_env.step(action)[4]
+    prompt = np.concatenate([obs["skeleton"][None], info["skeleton_frames"]])  # (K+1, H, W, 3)
+    # the arm moved, so the context skeleton differs from the first new one
+    assert not np.array_equal(prompt[0], prompt[1])
+    frames = core.world_model.generate_chunk(
+        obs["image"][None],
+        prompt[None],
+        [options["instruction"]],
+        generator=[generator],
+        num_inference_steps=1,
+    )
+    np.testing.assert_array_equal(frames[0].cpu().numpy(), info["frames"])
+
+
 @pytest.mark.parametrize(
     ("change", "match"),
     [
