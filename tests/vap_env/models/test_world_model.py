@@ -204,6 +204,18 @@ def test_encode_decode_shapes(tiny):
     assert torch.equal(sampled, again) and not torch.equal(sampled, latents[:1])
 
 
+@torch.no_grad()
+@pytest.mark.parametrize("num_frames", [1, 2, 3, 4, 5, 6, 7, 9])
+def test_encode_video_takes_4k_plus_1_frames(tiny, num_frames):
+    frames = torch.rand(1, num_frames, 3, 16, 16) * 2 - 1
+    if (num_frames - 1) % 4:
+        with pytest.raises(ValueError, match=rf"^{num_frames} frames: .*4k\+1"):
+            tiny.encode_video(frames)
+    else:
+        latents = tiny.encode_video(frames)
+        assert latents.shape == (1, (num_frames - 1) // 4 + 1, tiny.latent_channels, 4, 4)
+
+
 def test_bad_chunk_inputs_raise_clear_errors(tiny, chunk_inputs):
     context, skeleton = chunk_inputs(tiny, batch=1)
     with pytest.raises(TypeError, match="uint8"):
