@@ -135,6 +135,20 @@ def test_validate_chunk_rejects_bad_actions(action, match):
         validate_chunk(action, low, high, clip=False)
 
 
+@pytest.mark.parametrize("value", [-1.01, 1.01])
+def test_validate_chunk_refuses_a_single_value_past_either_bound(value):
+    low, high = -np.ones((8, 7)), np.ones((8, 7))
+    chunk = np.zeros((8, 7))
+    chunk[3, 5] = value
+    with pytest.raises(
+        ValueError,
+        match=rf"action\[3, 5\] = {value} is outside the action space \[-1, 1\] \(1 value",
+    ):
+        validate_chunk(chunk, low, high, clip=False)
+    chunk[3, 5] = np.sign(value)  # on the bound: fine
+    np.testing.assert_array_equal(validate_chunk(chunk, low, high, clip=False), chunk)
+
+
 def test_validate_chunk_clips_when_asked():
     low, high = -np.ones((2, 3)), np.ones((2, 3))
     out = validate_chunk(np.full((2, 3), 5.0), low, high, clip=True)
