@@ -15,6 +15,7 @@ from vap_env.train.trainer import (
     ClipBatch,
     Trainer,
     TrainingModule,
+    micro_batch_generator,
     set_latent_scale,
 )
 
@@ -380,3 +381,39 @@ def test_context_noise_changes_only_the_conditioning(micro_model_dir, synthetic_
     # the noise is drawn after the diffusion noise and timesteps, so those stay the same: a tiny
     # std gives nearly the clean loss, which a shifted random stream would not
     torch.testing.assert_close(loss(1e-6), clean, rtol=1e-4, atol=1e-6)
+
+
+def test_every_micro_batch_draws_its_own_noise(micro_model_dir, tmp_path, synthetic_clips):
+    # Accumulated micro-batches average their gradients: drawn from one generator state, they
+    # would share noise and timesteps and the accumulation would add nothing.
+    trainer = Trainer(
+        _cfg(micro_model_dir, tmp_path, max_steps=2, checkpoint_every=0),
+        dataset_factory=synthetic_clips(batch_size=1),
+    )
+    seen: list[tuple[int, torch.Tensor]] = []
+
+    def record(module, args):
+        gen = args[1]
+        probe = torch.Generator()
+        probe.set_state(gen.get_state())  # the draws the micro-batch is about to make
+        seen.append((gen.initial_seed(), torch.randn(16, generator=probe)))
+
+    handle = trainer.model.register_forward_pre_hook(record)
+    try:
+        trainer.train(until=2)
+    finally:
+        handle.remove()
+    # 2 steps x 2 micro-batches, seeded by their global micro-batch index (step * accum + micro)
+    expected = [micro_batch_generator(trainer.cfg.seed, k, 0).initial_seed() for k in range(4)]
+    assert [seed for seed, _ in seen] == expected
+    draws = [d for _, d in seen]
+    assert all(not torch.equal(a, b) for i, a in enumerate(draws) for b in draws[i + 1 :])
+    # and per process: every (micro-batch, process) coordinate has its own generator
+    grid = {
+        micro_batch_generator(0, k, rank).initial_seed() for k in range(64) for rank in range(4)
+    }
+    assert len(grid) == 64 * 4
+    first = micro_batch_generator(0, 0, 0)
+    assert torch.equal(
+        torch.randn(4, generator=first), torch.randn(4, generator=micro_batch_generator(0, 0, 0))
+    )
