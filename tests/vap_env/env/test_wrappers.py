@@ -82,13 +82,23 @@ def test_single_action_is_checked_against_its_own_space(make_env):
     np.testing.assert_allclose(env.chunk(np.array([1.5, 0, 0, 0, 0, 0, 0]))[:, 0], 1.0 / 8)
 
 
-def test_torch_wrapper(make_env):
+def test_torch_wrapper(make_env, small_actions):
     env = TorchWrapper(make_env())
     obs, info = env.reset(seed=0)
     assert isinstance(obs["image"], torch.Tensor) and obs["image"].dtype == torch.uint8
     assert isinstance(info["instruction"], str)
-    obs, reward, terminated, _, info = env.step(torch.zeros(8, 7))
+    start = obs["proprio"]
+    action = small_actions(env.action_space, np.random.default_rng(0), scale=0.2)  # (8, 7)
+    obs, reward, terminated, _, info = env.step(torch.from_numpy(action))
     assert isinstance(obs["proprio"], torch.Tensor) and obs["proprio"].shape == (15,)
+    # the wrapper hands the env the action itself: the plain env, same seed and action, agrees
+    plain = make_env()
+    plain.reset(seed=0)
+    plain_obs, plain_reward, *_, plain_info = plain.step(action)
+    np.testing.assert_array_equal(obs["proprio"].numpy(), plain_obs["proprio"])
+    np.testing.assert_array_equal(info["frames"].numpy(), plain_info["frames"])
+    assert reward == plain_reward
+    assert not torch.equal(obs["proprio"], start)  # the action moved the arm
     assert isinstance(info["frames"], torch.Tensor) and info["frames"].shape == (8, 64, 80, 3)
     assert isinstance(info["timings"]["total"], float)
     assert isinstance(reward, float) and isinstance(terminated, bool)
