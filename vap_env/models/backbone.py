@@ -23,6 +23,7 @@ import contextlib
 import inspect
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,7 +167,7 @@ def _diffusers_log_level(level: int):
 
 
 @contextlib.contextmanager
-def seeded(seed: int, device: torch.device):
+def seeded(seed: int, device: torch.device) -> Iterator[None]:
     """Run a block of random initialisation under ``seed`` without touching the global RNG state."""
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):

@@ -33,7 +33,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -46,6 +46,9 @@ from benchmarks.masks import (
     mask_source_config,
 )
 from vap_env.strict_json import write_json
+
+if TYPE_CHECKING:
+    from vap_env.models import WorldModel
 
 VARIANTS: tuple[str, ...] = (
     "model",
@@ -130,7 +133,7 @@ def _resize(video: np.ndarray, width: int, height: int, interp: int) -> np.ndarr
 
 @torch.no_grad()
 def rollout_skeleton(
-    wm,
+    wm: WorldModel,
     first: np.ndarray,
     skeleton: np.ndarray,
     instruction: str,
@@ -162,7 +165,7 @@ def rollout_skeleton(
 
 
 @torch.no_grad()
-def vae_reconstruction(wm, reference: np.ndarray) -> np.ndarray:
+def vae_reconstruction(wm: WorldModel, reference: np.ndarray) -> np.ndarray:
     """The recorded video (1 + n*K, H, W, 3) uint8 through the VAE, one chunk window at a time."""
     from vap_env.models.world_model import frames_to_uint8
 
@@ -212,7 +215,7 @@ REPLAY_MAX_STEPS = 1_000_000
 
 
 def evaluate_episode(
-    wm,
+    wm: WorldModel,
     env: Any | None,
     episode: Any,
     source: Any,

@@ -86,7 +86,9 @@ def _window_offsets(window: int) -> list[tuple[int, int]]:
     return [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
 
 
-def window_valid_mask(height: int, width: int, window: int, device=None) -> torch.Tensor:
+def window_valid_mask(
+    height: int, width: int, window: int, device: torch.device | str | None = None
+) -> torch.Tensor:
     """Which window offsets of each token fall inside the frame.
 
     Returns: (N, W2) bool with N = height * width tokens (row-major), W2 = window**2 offsets.

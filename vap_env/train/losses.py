@@ -24,9 +24,13 @@ Gaussian, no perceptual or adversarial terms.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from diffusers import AutoencoderKLCogVideoX, SchedulerMixin
 
 TEMPORAL_COMPRESSION = 4  # CogVideoX VAE: 4k+1 frames -> k+1 latents
 
@@ -162,7 +166,7 @@ def weighted_mse(
 
 
 def diffusion_targets(
-    scheduler, latents: torch.Tensor, generator: torch.Generator
+    scheduler: SchedulerMixin, latents: torch.Tensor, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sample timesteps and noise for a v-prediction step.
 
@@ -224,7 +228,7 @@ def drop_instructions(
 
 
 def vae_loss(
-    vae,
+    vae: AutoencoderKLCogVideoX,
     frames: torch.Tensor,
     cfg: VAELossConfig,
     generator: torch.Generator,
