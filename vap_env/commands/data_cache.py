@@ -39,6 +39,9 @@ class Config:
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
     def __post_init__(self) -> None:
+        from vap_env.data.intrinsics import as_intrinsics
+
+        as_intrinsics(self.intrinsics)  # a bad K fails before the dataset is opened
         if self.height < 8 or self.width < 8:
             raise ValueError(f"--height {self.height} / --width {self.width}: both must be >= 8")
 

@@ -35,6 +35,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from vap_env.data.intrinsics import intrinsics_key
+
 CACHE_FORMAT = 1
 CACHE_SUFFIX = ".npz"
 _ARRAYS = ("frames", "skeleton", "actions", "lengths", "instruction", "episode_id", "meta")
@@ -43,18 +45,6 @@ _ARRAYS = ("frames", "skeleton", "actions", "lengths", "instruction", "episode_i
 def is_clip_cache(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` names a clip cache (by its suffix) rather than an RLDS directory."""
     return os.fspath(path).endswith(CACHE_SUFFIX)
-
-
-def _k4(values: Any) -> list[float] | None:
-    """``(fx, fy, cx, cy)`` of a K given as four numbers or a (3, 3) matrix; None when not given."""
-    if values is None:
-        return None
-    k = np.asarray(values, dtype=np.float64)
-    if k.size == 0:
-        return None
-    if k.shape == (3, 3):
-        k = k[[0, 1, 0, 1], [0, 1, 2, 2]]
-    return [float(x) for x in k.reshape(-1)]
 
 
 def _fix(path: str) -> str:
@@ -86,13 +76,14 @@ def write_clip_cache(
 
     from vap_env.data.clips import _resize
     from vap_env.data.rlds import open_rlds
+    from vap_env.data.schemas import RT1
     from vap_env.data.skeletons import render_skeleton
 
     out = Path(out)
     if not is_clip_cache(out):
         raise ValueError(f"out = {os.fspath(out)!r}: a clip cache is a {CACHE_SUFFIX} file")
     reader = open_rlds(source, strict=strict, intrinsics=intrinsics)
-    droid = reader.schema.name != "fractal20220817_data"  # RT-1 ignores intrinsics
+    droid = reader.schema.name != RT1.name  # RT-1 ignores intrinsics
     frames: list[np.ndarray] = []
     skeletons: list[np.ndarray] = []
     actions: list[np.ndarray] = []
@@ -117,7 +108,7 @@ def write_clip_cache(
         "skeleton_from_ground_truth": skeleton_from_ground_truth,
         "source": os.fspath(source),
         "dataset": reader.schema.name,
-        "intrinsics": _k4(intrinsics) if droid else None,
+        "intrinsics": intrinsics_key(intrinsics) if droid else None,  # [fx, fy, cx, cy] in effect
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
@@ -202,15 +193,15 @@ class ClipCache:
         intrinsics: Any = None,
     ) -> None:
         """Raise ``ValueError`` unless the cache holds ``split`` at this size and skeleton kind, and
-        (DROID) its skeletons were drawn with these intrinsics (None: the default K)."""
+        (DROID) its skeletons were drawn with the same K (None or empty: the default K)."""
         wanted = {
             "split": split,
             "height": height,
             "width": width,
             "skeleton_from_ground_truth": skeleton_from_ground_truth,
         }
-        if "intrinsics" in self.meta and self.meta.get("dataset") != "fractal20220817_data":
-            wanted["intrinsics"] = _k4(intrinsics)
+        if self.meta.get("intrinsics") is not None:  # a DROID cache; RT-1 ignores intrinsics
+            wanted["intrinsics"] = intrinsics_key(intrinsics)
         wrong = {k: (self.meta.get(k), v) for k, v in wanted.items() if self.meta.get(k) != v}
         if wrong:
             what = ", ".join(

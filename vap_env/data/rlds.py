@@ -45,37 +45,10 @@ import numpy as np
 
 from vap_env._optional import require
 from vap_env.data.episode import Episode, GroundTruth
+from vap_env.data.intrinsics import DROID_DEFAULT_K, as_intrinsics
 from vap_env.data.rotations import ee_delta_actions
 from vap_env.data.schemas import SCHEMAS_BY_NAME, DatasetSchema, flat_feature_specs
 from vap_env.data.skills import skill_from_instruction
-
-# DROID's RLDS release has no intrinsics; the ZED 2 left image at 320x180 (fx = fy = 130, centred),
-# the same as the franka_panda spec's default camera.
-DROID_DEFAULT_K = np.array([[130.0, 0.0, 160.0], [0.0, 130.0, 90.0], [0.0, 0.0, 1.0]])
-
-
-def as_intrinsics(values: Any) -> np.ndarray | None:
-    """A camera matrix K (3, 3) from ``(fx, fy, cx, cy)`` or a (3, 3) matrix; None / empty -> None.
-
-    Config files and command lines give the four numbers; a calibration gives the matrix.
-    """
-    if values is None:
-        return None
-    try:
-        k = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        k = np.full(1, np.nan)  # not numbers: reported below with the value
-    if k.size == 0:
-        return None
-    if k.shape == (4,):
-        fx, fy, cx, cy = k
-        k = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
-    if k.shape != (3, 3) or not np.isfinite(k).all() or k[0, 0] <= 0 or k[1, 1] <= 0:
-        raise ValueError(
-            f"intrinsics = {values!r} is not a camera matrix: give fx, fy, cx, cy "
-            "(pixels at 320x180 for DROID, finite, fx and fy > 0) or a 3x3 K"
-        )
-    return k
 
 
 class CorruptRecordError(ValueError):

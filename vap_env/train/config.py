@@ -62,13 +62,13 @@ class DataConfig:
     )
     intrinsics: tuple[float, ...] = _help(
         "DROID: the exterior camera's fx, fy, cx, cy at 320x180 for the skeletons (DROID logs "
-        "none; empty: vap_env.data.rlds.DROID_DEFAULT_K); ignored for RT-1",
+        "none; empty: vap_env.data.intrinsics.DROID_DEFAULT_K); ignored for RT-1",
         (),
     )
 
     def __post_init__(self) -> None:
         if self.intrinsics:
-            from vap_env.data.rlds import as_intrinsics
+            from vap_env.data.intrinsics import as_intrinsics
 
             as_intrinsics(self.intrinsics)  # a bad K fails here, before any model is built
         if self.num_workers < 0 or self.stride < 0 or self.shuffle_buffer < 1:

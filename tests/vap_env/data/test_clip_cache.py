@@ -115,9 +115,17 @@ def test_droid_intrinsics_reach_the_skeletons_and_the_cache_records_them(
     assert all(torch.equal(a["frames"], b["frames"]) for a, b in zip(given, default, strict=True))
     # Training with another K than the cache was drawn with would teach misplaced skeletons.
     with pytest.raises(
-        ValueError, match=r"intrinsics = \[180.0, 170.0, 150.0, 80.0\] \(wanted None\)"
+        ValueError,
+        match=r"intrinsics = \[180.0, 170.0, 150.0, 80.0\] \(wanted \[130.0, 130.0, 160.0, 90.0\]\)",
     ):
         ClipDataset(path, "val", cfg)
+    # The K in effect is compared, not how it was written: the default given explicitly matches.
+    default_path = write_clip_cache(
+        droid_dataset_dir, "val", tmp_path / "default.npz", height=32, width=40, progress=False
+    )
+    assert ClipCache(default_path).meta["intrinsics"] == [130.0, 130.0, 160.0, 90.0]
+    ClipDataset(default_path, "val", cfg, intrinsics=(130.0, 130.0, 160.0, 90.0))
+    ClipDataset(default_path, "val", cfg, intrinsics=())
 
 
 def test_rt1_cache_ignores_intrinsics(cache_path) -> None:

@@ -159,7 +159,7 @@ def test_load_episode_by_id_and_directory_detection(rt1_dataset_dir) -> None:
 
 
 def test_intrinsics_four_numbers_equal_the_matrix_and_bad_ones_are_named(droid_dataset_dir) -> None:
-    from vap_env.data.rlds import DROID_DEFAULT_K, as_intrinsics
+    from vap_env.data.intrinsics import DROID_DEFAULT_K, as_intrinsics
 
     k = as_intrinsics((200.0, 190.0, 150.0, 95.0))
     np.testing.assert_array_equal(k, [[200.0, 0.0, 150.0], [0.0, 190.0, 95.0], [0.0, 0.0, 1.0]])
@@ -175,6 +175,8 @@ def test_intrinsics_four_numbers_equal_the_matrix_and_bad_ones_are_named(droid_d
         (0.0, 190.0, 150.0, 95.0),
         (np.nan, 1, 2, 3),
         ("a", 1, 2, 3),
+        [[200.0, 1.0, 150.0], [0.0, 190.0, 95.0], [0.0, 0.0, 1.0]],  # skew: not drawable
+        [[200.0, 0.0, 150.0], [0.0, 190.0, 95.0], [0.0, 0.0, 2.0]],
     ):
         with pytest.raises(ValueError, match=r"intrinsics = .* fx, fy, cx, cy"):
             as_intrinsics(bad)
