@@ -242,7 +242,8 @@ class VAPEnv(gym.Env):
     (K, H, W, 3), ``proprio`` (K, J + 8) the state after every action, ``ik_pos_err_m`` /
     ``ik_rot_err_deg`` (largest IK residual of the chunk), ``timings`` (seconds: ``kinematics``,
     ``world_model``, ``total``; off with ``info_timings=False``) and the task's entries. After a
-    reset: ``instruction`` and the task's entries.
+    reset: ``instruction``, ``scene`` (the ``SceneSpec`` of a built-in scene or synthetic episode:
+    ``make_policy("scripted", scene=info["scene"], ...)`` replays its skill) and the task's entries.
 
     ## Rewards
     From a pluggable ``vap_env.tasks.Task`` (``task="none"`` by default: reward 0.0). ``task="reach"``
@@ -253,7 +254,8 @@ class VAPEnv(gym.Env):
     - no options: the built-in synthetic tabletop scene (``vap_env.data.synth.sample_start``) with a
       random layout and instruction drawn from the seed; no dataset needed.
     - ``{"image": (H', W', 3) uint8, "instruction": str, "joints": (J,) | "tcp_pose": (7,),
-      "gripper": float, "camera": PinholeCamera (optional)}``: start from your own frame and state;
+      "gripper": float, "camera": PinholeCamera}``: start from your own frame and state (the camera
+      defaults to the robot spec's; a spec without one needs it);
       the image is resized to the model resolution, a TCP pose is solved by IK (an unreachable pose
       is an error).
     - ``{"episode": vap_env.data.Episode}``: start from the first frame and state of a dataset

@@ -13,8 +13,8 @@ Everything here is diffusers / transformers; this module only finds, builds and 
 - ``fit_positions``: absolute positional tables fitted to the chunk's latent grid once (the learned
   table of CogVideoX-5B-I2V cut to the chunk length, not replaced by sin-cos).
 
-CogVideoX 1.5 backbones (temporal patching ``patch_size_t``, inverted latent scaling) are rejected
-with a clear error; the presets are the 1.0 models the VAP paper builds on.
+CogVideoX 1.5 backbones (temporal patching ``patch_size_t``, inverted latent scaling, the ``ofs``
+embedding) are rejected with a clear error; the presets are the 1.0 models the VAP paper builds on.
 """
 
 from __future__ import annotations
@@ -98,9 +98,10 @@ def resolve_backbone_dir(backbone: str) -> Path:
     """The local diffusers-format directory of ``backbone`` (a path or a hub id).
 
     Raises:
-        FileNotFoundError: a local path that does not exist or lacks transformer/ and vae/.
-        OSError: a hub id that is not cached while offline (or cannot be downloaded); the message
-            says what to download and where to point the config.
+        FileNotFoundError: a local path that does not exist or lacks one of transformer/, vae/,
+            text_encoder/, tokenizer/ (``_missing_parts``), or a downloaded repo that lacks them.
+        OSError: a hub id that is not cached (or only partly) while offline, or cannot be
+            downloaded; the message says what to download and where to point the config.
     """
     path = Path(backbone).expanduser()
     if path.is_dir():

@@ -182,3 +182,18 @@ def test_intrinsics_four_numbers_equal_the_matrix_and_bad_ones_are_named(droid_d
             as_intrinsics(bad)
     with pytest.raises(ValueError, match="intrinsics = "):
         open_rlds(droid_dataset_dir, intrinsics=(1.0, 2.0))
+
+
+def test_reading_a_dataset_keeps_tensorflow_info_lines_quiet(rt1_dataset_dir) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # conftest sets it
+    code = f"from vap_env.data import iter_episodes; next(iter_episodes({str(rt1_dataset_dir)!r}))"
+    run = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    # TensorFlow's C++ INFO lines (its oneDNN notice ignores the level and may remain)
+    assert "cpu_feature_guard" not in run.stderr and "tf_record_dataset_op" not in run.stderr

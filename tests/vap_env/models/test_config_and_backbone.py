@@ -76,6 +76,9 @@ def test_cogvideox_1_5_backbones_are_rejected():
     cfg = load_model_preset("tiny")
     with pytest.raises(ValueError, match=r"CogVideoX 1\.5"):
         load_world_model(cfg, transformer={**cfg.transformer, "patch_size_t": 2})
+    # The 1.5 I2V's "ofs" conditioning alone also marks it: generate_chunk never feeds one.
+    with pytest.raises(ValueError, match=r"CogVideoX 1\.5.*ofs_embed_dim=32"):
+        load_world_model(cfg, transformer={**cfg.transformer, "ofs_embed_dim": 32})
 
 
 def learned_position_config(**overrides) -> WorldModelConfig:
