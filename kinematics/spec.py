@@ -325,7 +325,11 @@ class KeypointSpec:
             if str(path) in str(message):
                 raise
             # Nested checks (a camera, a keypoint) do not know the file they came from.
-            raise type(err)(f"keypoint spec {str(path)!r}: {message}") from err
+            try:
+                named = type(err)(f"keypoint spec {str(path)!r}: {message}")
+            except TypeError:  # an exception class with another signature: keep it as it is
+                raise err from None
+            raise named from err
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-types serialisation (``from_dict`` inverse; ``base_dir`` omitted)."""
