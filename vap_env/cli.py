@@ -114,10 +114,12 @@ def _message(error: Exception) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vap-env`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    # "bench" and "data" only group commands: alone or with --help they list the commands.
+    groups = {w.split()[0] for w in COMMANDS if " " in w} - set(COMMANDS)
     if (
         not argv
         or argv[0] in ("-h", "--help")
-        or argv in (["bench"], ["bench", "-h"], ["bench", "--help"])
+        or (argv[0] in groups and argv[1:] in ([], ["-h"], ["--help"]))
     ):
         print(_usage())
         return 0
@@ -149,11 +151,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(_message(e))
     try:
         return int(module.main(cfg) or 0)
+    except KeyboardInterrupt:
+        print(f"vap-env {words}: interrupted", file=sys.stderr)
+        return 130
     except (
         ValueError,
         KeyError,
-        FileNotFoundError,
-        FileExistsError,
+        OSError,  # FileNotFoundError, FileExistsError, and a hub id not on this machine offline
+        ImportError,  # a missing extra: the message names `pip install 'vap-env[...]'`
         TypeError,
         FloatingPointError,
     ) as e:

@@ -174,8 +174,23 @@ def load_yaml(path: str | Path, cls: type[T]) -> T:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {str(path)!r} does not exist")
-    with path.open() as f:
-        data = yaml.safe_load(f) or {}
+    try:
+        with path.open() as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ValueError(f"config file {where}: not valid YAML ({problem})") from None
+    if data is None:
+        raise ValueError(
+            f"config file {str(path)!r} is empty; it must set the {cls.__name__} fields"
+        )
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"config file {str(path)!r} must be a YAML mapping of {cls.__name__} fields (key: value), "
+            f"got a {type(data).__name__}"
+        )
     return from_dict(cls, data, where=f"{cls.__name__} from {path}")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 import pytest
 
@@ -65,6 +66,31 @@ def test_bad_input_found_while_running_is_one_line_not_a_traceback(capsys, monke
 def test_bench_alone_lists_the_commands(capsys):
     assert main(["bench", "--help"]) == 0
     assert "vap-env bench world-model" in capsys.readouterr().out
+    assert main(["data", "--help"]) == 0
+    assert "vap-env data cache" in capsys.readouterr().out
+
+
+def test_yaml_mistakes_and_os_errors_are_one_line(capsys, monkeypatch, tmp_path):
+    monkeypatch.delenv("VAP_ENV_TRACEBACK", raising=False)
+    for text, message in (
+        ("name: x\nbatch_size: [1\n", r"bad\.yaml:3:1: not valid YAML \(expected ',' or ']'"),
+        ("- a\n- b\n", re.escape("a YAML mapping of TrainConfig fields (key: value), got a list")),
+        ("", "is empty; it must set the TrainConfig fields"),
+    ):
+        (tmp_path / "bad.yaml").write_text(text)
+        assert main(["train", "--config", str(tmp_path / "bad.yaml")]) == 1
+        err = capsys.readouterr().err
+        assert re.search(message, err) and "Traceback" not in err, err
+    # An OSError (here: a hub id offline, not cached) is input too, not a crash.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    code = main(["bench", "world-model", "--preset", "someone/not-cached", "--repeats", "1"])
+    err = capsys.readouterr().err
+    assert code == 1 and "is not cached and the hub is offline" in err, err
+    assert "Traceback" not in err
 
 
 @pytest.mark.parametrize("words", [["train", "eval"], ["bench", "st-iou"]])
