@@ -19,6 +19,7 @@ of the slot's torch generator, so a seeded reset fixes the whole rollout, and N 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -34,6 +35,7 @@ from gymnasium import spaces
 
 from vap_env.actions import as_numbers, make_action_mode, validate_chunk
 from vap_env.config import did_you_mean
+from vap_env.data.intrinsics import as_intrinsics
 from vap_env.tasks import Task, TaskStep, make_task
 
 if TYPE_CHECKING:
@@ -128,11 +130,19 @@ class VAPCore:
         self.action_mode = make_action_mode(cfg.action_mode, self.robot, cfg.action_limits)
         self.renderer = SkeletonRenderer(self.robot.spec, self.width, self.height)
         # A spec without a camera still drives the env: each reset then passes its own camera.
-        self.default_camera: PinholeCamera | None = (
-            self.robot.default_camera(self.width, self.height)
-            if self.robot.spec.camera is not None
-            else None
-        )
+        self.default_camera: PinholeCamera | None = None
+        if self.robot.spec.camera is not None:
+            spec_cam = self.robot.spec.camera
+            native = self.robot.default_camera(spec_cam.width, spec_cam.height)  # K as written
+            k = as_intrinsics(cfg.intrinsics)
+            if k is not None:
+                native = dataclasses.replace(native, K=k)
+            self.default_camera = native.resized(self.width, self.height)
+        elif cfg.intrinsics:
+            raise ValueError(
+                f"intrinsics={cfg.intrinsics} set the default camera's K, but robot "
+                f"{self.robot.name!r} has no `camera:` in its spec; pass reset option 'camera'"
+            )
         self.single_action_space, self.single_observation_space = self._spaces()
         self._action_low = self.single_action_space.low.astype(np.float64)
         self._action_high = self.single_action_space.high.astype(np.float64)

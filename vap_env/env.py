@@ -90,8 +90,21 @@ class EnvConfig:
     action_limits: ActionLimits = field(
         default_factory=ActionLimits, metadata={"help": "bounds of the action spaces"}
     )
+    intrinsics: tuple[float, ...] = field(
+        default=(),
+        metadata={
+            "help": "fx, fy, cx, cy of the default camera, at the size its robot spec gives K "
+            "for (Panda/DROID 320x180, Google robot 640x512): used by resets from your own frame "
+            "and state without a 'camera' option (e.g. the K a model was fine-tuned with, or "
+            "SimplerEnv's tuned 425, 413.1, 305, 233 for real RT-1); empty: the spec's K. The "
+            "built-in scene and dataset episodes bring their own camera"
+        },
+    )
 
     def __post_init__(self) -> None:
+        from vap_env.data.intrinsics import as_intrinsics
+
+        as_intrinsics(self.intrinsics)  # a bad K fails at gym.make, naming the value
         if self.action_mode not in ACTION_MODES:
             raise ValueError(
                 f"unknown action_mode {self.action_mode!r}; choose one of {sorted(ACTION_MODES)}."

@@ -523,3 +523,25 @@ def test_reset_info_scene_drives_the_scripted_policy(make_env, droid_dataset_dir
         make_policy("scripted", scene=None, chunk_size=8)
     with pytest.raises(TypeError, match=r"missing required setting\(s\): chunk_size \(K, the env"):
         make_policy("scripted", scene=info["scene"])
+
+
+def test_intrinsics_set_the_default_camera_of_explicit_starts(make_env, start_state):
+    import dataclasses
+
+    robot = load_robot("google_robot")
+    native = robot.default_camera(640, 512)
+    robot.close()
+    tuned = (425.0, 413.1, 305.0, 233.0)  # SimplerEnv's hand-tuned K for real RT-1, at 640x512
+    options = _explicit_start(start_state)
+    nominal = make_env().reset(seed=0, options=options)[0]["skeleton"]
+    same = make_env(intrinsics=(425.0, 425.0, 320.0, 256.0)).reset(seed=0, options=options)
+    np.testing.assert_array_equal(same[0]["skeleton"], nominal)  # the spec's own K: no change
+    obs = make_env(intrinsics=tuned).reset(seed=0, options=options)[0]
+    assert not np.array_equal(obs["skeleton"], nominal)
+    k = np.array([[425.0, 0, 305.0], [0, 413.1, 233.0], [0, 0, 1]])
+    by_hand = make_env().reset(
+        seed=0, options={**options, "camera": dataclasses.replace(native, K=k)}
+    )[0]
+    np.testing.assert_array_equal(obs["skeleton"], by_hand["skeleton"])
+    with pytest.raises(ValueError, match=r"intrinsics = \(425\.0, 413\.1\) is not a camera"):
+        make_env(intrinsics=(425.0, 413.1))
