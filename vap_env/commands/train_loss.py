@@ -23,7 +23,10 @@ class Config:
     split: str = field(default="test", metadata={"help": "dataset split"})
     train_config: str = field(
         default="tiny-rt1-gpu",
-        metadata={"help": "training preset or YAML whose loss settings and clip windows to use"},
+        metadata={
+            "help": "training preset or YAML whose loss settings and clip windows to use: the one "
+            "the weights were trained with (its data settings must match a clip cache)"
+        },
     )
     batches: int = field(default=12, metadata={"help": "number of batches to average"})
     batch_size: int = field(default=16, metadata={"help": "clips per batch"})
@@ -38,9 +41,14 @@ def main(cfg: Config) -> int:
 
     options = {k: v for k, v in asdict(cfg).items() if k != "json"}
     result = diffusion_loss(**options)
+    short = (
+        f"; the split holds clips for only {result['batches']} of the {cfg.batches} batches asked"
+        if result["batches"] < cfg.batches
+        else ""
+    )
     print(
         f"diffusion loss {result['loss']:.4f} ({result['batches']} batches, {result['clips']} "
-        f"clips of split {result['split']!r}, seed {cfg.seed})"
+        f"clips of split {result['split']!r}, seed {cfg.seed}{short})"
     )
     if cfg.json:
         write_json(cfg.json, {**result, "seed": cfg.seed})

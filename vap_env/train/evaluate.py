@@ -538,8 +538,15 @@ def diffusion_loss(
     module = TrainingModule(wm, cfg).eval()
     generator = torch.Generator().manual_seed(seed)
     losses = []
+    try:
+        loader = clip_loader(cfg, wm.config, 0, split=split, shuffle=True)
+    except ValueError as err:  # e.g. a clip cache written for another training config
+        raise ValueError(
+            f"{err} (the clip settings come from train_config={train_config!r}: pass the "
+            "training config these weights were trained with, --train-config <preset or YAML>)"
+        ) from err
     with torch.no_grad():
-        for batch in clip_loader(cfg, wm.config, 0, split=split, shuffle=True):
+        for batch in loader:
             out = module(ClipBatch.from_items(batch, torch.device(device)), generator)
             losses.append(out["diffusion"].item())
             if len(losses) == batches:
@@ -554,5 +561,6 @@ def diffusion_loss(
         "split": split,
         "loss": float(np.mean(losses)),
         "batches": len(losses),
+        "batches_asked": batches,
         "clips": len(losses) * batch_size,
     }

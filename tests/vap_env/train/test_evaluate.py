@@ -215,3 +215,15 @@ def test_train_loss_command_is_seeded_and_compares_models(rt1_dataset_dir, tmp_p
     assert untrained["loss"] > 3 * result["loss"]  # the trained weights fit these clips far better
     with pytest.raises(ValueError, match="fewer than batch_size=4 clips"):
         diffusion_loss("tiny-rt1", str(rt1_dataset_dir), split="train", batch_size=4)
+    # A clip cache written for another training config: the error names --train-config.
+    from vap_env.data.clip_cache import write_clip_cache
+
+    cache = write_clip_cache(
+        rt1_dataset_dir, "train", tmp_path / "c.npz", height=64, width=80, progress=False
+    )
+    with pytest.raises(ValueError, match=r"skeleton_from_ground_truth.*--train-config <preset"):
+        diffusion_loss("tiny-rt1", str(cache), split="train", batch_size=1, batches=1)
+    # Fewer batches than asked are said, not only counted.
+    argv[argv.index("--batches") + 1] = "999"
+    assert cli_main(argv) == 0
+    assert "clips for only" in capsys.readouterr().out
