@@ -36,6 +36,7 @@ class Config:
             "default K; training must use the same, data.intrinsics)"
         },
     )
+    overwrite: bool = field(default=False, metadata={"help": "replace an existing --out"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
     def __post_init__(self) -> None:
@@ -50,6 +51,10 @@ def main(cfg: Config) -> int:
     """Write the cache; prints its path, episode count, size and time."""
     from vap_env.data.clip_cache import ClipCache, write_clip_cache
 
+    if os.path.exists(cfg.out) and not cfg.overwrite:
+        raise FileExistsError(
+            f"{cfg.out} already exists; pass --overwrite to replace it or choose another --out"
+        )
     start = time.perf_counter()
     path = write_clip_cache(
         cfg.data_dir,

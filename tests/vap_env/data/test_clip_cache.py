@@ -131,3 +131,20 @@ def test_droid_intrinsics_reach_the_skeletons_and_the_cache_records_them(
 def test_rt1_cache_ignores_intrinsics(cache_path) -> None:
     assert ClipCache(cache_path).meta["intrinsics"] is None
     ClipDataset(cache_path, "train", CFG, intrinsics=(180.0, 170.0, 150.0, 80.0))  # no error
+
+
+def test_cache_command_does_not_replace_a_cache_unasked(rt1_dataset_dir, tmp_path) -> None:
+    from vap_env.commands.data_cache import Config, main
+
+    cfg = Config(
+        data_dir=str(rt1_dataset_dir),
+        out=str(tmp_path / "val.npz"),
+        split="val",
+        height=32,
+        width=40,
+        progress=False,
+    )
+    assert main(cfg) == 0
+    with pytest.raises(FileExistsError, match="pass --overwrite"):
+        main(cfg)
+    assert main(dataclasses.replace(cfg, overwrite=True)) == 0
