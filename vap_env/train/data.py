@@ -9,16 +9,26 @@ DataLoader worker), so every process reads a disjoint share and the order is a p
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+import numpy as np
 from torch.utils.data import DataLoader
 
 from vap_env.models import WorldModelConfig
+from vap_env.models.weights import world_model_config
 from vap_env.train.config import TrainConfig
+
+if TYPE_CHECKING:
+    from vap_env.data.clip_cache import ClipCache
 
 
 def check_data(cfg: TrainConfig) -> int:
     """Open the configured dataset (RLDS directory or clip cache) and split now.
 
-    Errors come before any model is built.
+    Errors come before any model is built: a clip cache is checked against the model's
+    resolution (``world_model_config``, which builds nothing), the split, the skeleton kind and
+    the DROID intrinsics, and the error gives the ``vap-env data cache`` command that rewrites it
+    or the config lines that match it.
 
     Returns the number of episodes in the split.
     """
@@ -26,10 +36,25 @@ def check_data(cfg: TrainConfig) -> int:
 
     if is_clip_cache(cfg.data.data_dir):
         cache = ClipCache(cfg.data.data_dir)
-        if cache.split != cfg.data.split:
+        model = world_model_config(cfg.model)
+        data = cfg.data
+        try:
+            cache.check(
+                data.split,
+                model.height,
+                model.width,
+                data.skeleton_from_ground_truth,
+                data.intrinsics,
+            )
+        except ValueError as err:
+            raise ValueError(f"{err}. {_cache_fix(cache, cfg, model)}") from err
+        lengths = np.diff(cache.offsets)  # (N,) frames per episode
+        if lengths.max() < model.chunk_frames + 1:
             raise ValueError(
-                f"clip cache {cfg.data.data_dir!r} holds split {cache.split!r}, the config trains "
-                f"on data.split = {cfg.data.split!r}: set data.split or cache that split"
+                f"clip cache {data.data_dir!r}: its longest episode has {int(lengths.max())} "
+                f"frames, a clip of model {cfg.model!r} needs {model.chunk_frames + 1} (the "
+                "context frame + chunk_frames): cache longer episodes or use a model with "
+                "a shorter chunk"
             )
         return cache.num_episodes
     from vap_env.data import open_rlds
@@ -44,6 +69,45 @@ def check_data(cfg: TrainConfig) -> int:
             f"with `vap-env data synth --schema rt1 --episodes 400 --out {cfg.data.data_dir}` or "
             "pass --data-dir"
         ) from err
+
+
+def _cache_fix(cache: ClipCache, cfg: TrainConfig, model: WorldModelConfig) -> str:
+    """The two ways out of a clip cache that does not match the run: rewrite it, or match it."""
+    from vap_env.data.intrinsics import intrinsics_key
+
+    data, meta = cfg.data, cache.meta
+    command = [
+        "vap-env data cache",
+        f"--data-dir {meta.get('source') or '<rlds dir>'}",
+        f"--split {data.split}",
+        f"--height {model.height}",
+        f"--width {model.width}",
+    ]
+    if data.skeleton_from_ground_truth:
+        command.append("--skeleton-from-ground-truth")
+    droid = meta.get("intrinsics") is not None  # RT-1 caches record none (RT-1 ignores K)
+    if droid and data.intrinsics:
+        command.append("--intrinsics " + ",".join(f"{v:g}" for v in data.intrinsics))
+    command.append(f"--out {data.data_dir}")
+    fix = f"Fix: rewrite the cache for this run with `{' '.join(command)}`"
+    # What the config can change to read this cache as it is (the resolution is the model's).
+    lines = []
+    if meta.get("split") != data.split:
+        lines.append(f"data.split: {meta.get('split')}")
+    if bool(meta.get("skeleton_from_ground_truth")) != data.skeleton_from_ground_truth:
+        cached = str(bool(meta.get("skeleton_from_ground_truth"))).lower()
+        lines.append(f"data.skeleton_from_ground_truth: {cached}")
+    if droid and meta["intrinsics"] != intrinsics_key(data.intrinsics):
+        lines.append("data.intrinsics: [" + ", ".join(f"{v:g}" for v in meta["intrinsics"]) + "]")
+    size = (meta.get("height"), meta.get("width"))
+    if size != (model.height, model.width):
+        return (
+            f"{fix} (the cache is {size[1]}x{size[0]}, model {cfg.model!r} is "
+            f"{model.width}x{model.height}; only a model of the cache's size could train on it)"
+        )
+    if not lines:
+        return fix
+    return f"{fix}, or set {'; '.join(f'`{line}`' for line in lines)} in the training config"
 
 
 def clip_loader(

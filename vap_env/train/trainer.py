@@ -36,7 +36,10 @@ the non-determinism of their kernels).
 
 Data on several processes: each process reads its own share of the episodes
 (``vap_env.train.data``), and the checkpoint keeps every process's position; a resume therefore
-needs the same number of processes (checked).
+needs the same number of processes (checked). It also needs the same config, but for what does not
+change the weights' trajectory (``RESUMABLE_CHANGES``: max_steps, checkpointing, logging, the
+export): the run's ``train_config.yaml`` is compared field by field. A longer ``max_steps`` under a
+decaying LR schedule re-stretches the schedule from the resumed step on (announced with the rates).
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ from vap_env.models import (
 from vap_env.models.config import TEMPORAL_COMPRESSION
 from vap_env.models.weights import CONFIG_FILE, read_saved_config, save_safetensors
 from vap_env.train.checkpoint import CheckpointManager, atomic_directory
-from vap_env.train.config import TrainConfig
+from vap_env.train.config import TrainConfig, load_train_config
 from vap_env.train.lgf import LGFLoss, build_teacher
 from vap_env.train.losses import (
     diffusion_targets,
@@ -86,6 +89,25 @@ from vap_env.train.losses import (
 )
 
 TRAINABLE_FILE = "trainable.safetensors"
+TRAIN_CONFIG_FILE = "train_config.yaml"  # in output_dir: the config the checkpoints were made with
+# What ``--resume`` may change: how long the run goes, what it logs and keeps, how the export is
+# written and the memory/speed knob of recomputing activations, none of which changes the weights'
+# trajectory. Anything else would not take effect as written (the optimiser and LR schedule come
+# back from the checkpoint) or would make the resumed run differ from the run the checkpoint is of.
+RESUMABLE_CHANGES = frozenset(
+    {
+        "max_steps",
+        "checkpoint_every",
+        "keep_last",
+        "log_every",
+        "log_with",
+        "name",
+        "output_dir",
+        "export_dir",
+        "export_dtype",
+        "gradient_checkpointing",
+    }
+)
 # epoch -> this process's collated batches (dicts as a DataLoader over ClipDataset yields them)
 DatasetFactory = Callable[[int], Iterable[dict[str, Any]]]
 _WEIGHT_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -369,6 +391,7 @@ class TrainResult:
 
     steps: int
     losses: list[float] = field(default_factory=list)  # mean loss of each step of this session
+    lrs: list[float] = field(default_factory=list)  # learning rate each of those steps used
     export_dir: Path | None = None
     checkpoint: Path | None = None
 
@@ -441,6 +464,63 @@ def _flat_hparams(cfg: TrainConfig) -> dict[str, Any]:
     return flat
 
 
+def config_changes(old: TrainConfig, new: TrainConfig) -> dict[str, tuple[Any, Any]]:
+    """Every setting that differs between two run configs: dotted name -> (old, new)."""
+
+    def flat(cfg: TrainConfig) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+
+        def walk(prefix: str, value: Any) -> None:
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    walk(f"{prefix}{k}.", v)
+            else:
+                out[prefix.rstrip(".")] = value
+
+        # JSON round trip: a YAML list and a config tuple compare equal
+        walk("", json.loads(json.dumps(to_dict(cfg))))
+        return out
+
+    a, b = flat(old), flat(new)
+    return {k: (a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
+
+
+def check_resume_config(cfg: TrainConfig) -> TrainConfig | None:
+    """The config ``cfg.output_dir`` was trained with, after checking ``cfg`` may resume it.
+
+    Returns None when the run directory holds no readable ``train_config.yaml`` (nothing to
+    compare; a warning says so).
+
+    Raises:
+        ValueError: a setting outside ``RESUMABLE_CHANGES`` differs; the message lists each
+            change (old -> new) and the two ways out.
+    """
+    path = Path(cfg.output_dir) / TRAIN_CONFIG_FILE
+    if not path.exists() and not (Path(cfg.output_dir) / "checkpoints").is_dir():
+        return None  # nothing to resume: the trainer says so
+    try:
+        saved = load_train_config(path)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        warnings.warn(
+            f"--resume: cannot read the run's config {path} ({err}); the new config is not "
+            "checked against the one the checkpoints were made with",
+            stacklevel=3,
+        )
+        return None
+    changed = config_changes(saved, cfg)
+    refused = {k: v for k, v in changed.items() if k not in RESUMABLE_CHANGES}
+    if refused:
+        listing = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in refused.items())
+        raise ValueError(
+            f"--resume: the config differs from the one {cfg.output_dir} was trained with "
+            f"({path}) in {listing}. The checkpoint carries the old run's optimiser, schedule and "
+            "data position, so the new values would not (all) take effect. Revert them to resume, "
+            "or start a new run with them (--output-dir NEW_DIR). A resume may change only "
+            + ", ".join(sorted(RESUMABLE_CHANGES))
+        )
+    return saved
+
+
 class Trainer:
     """Builds everything from a ``TrainConfig`` and runs the loop (see the module docstring).
 
@@ -461,6 +541,8 @@ class Trainer:
     ) -> None:
         self.cfg = cfg
         out = Path(cfg.output_dir)
+        # before anything is built or written: a refused config leaves the run untouched
+        saved_cfg = check_resume_config(cfg) if resume else None
         # `accelerate launch` exports ACCELERATE_MIXED_PRECISION ("no" unless --mixed_precision is
         # given), which an explicit argument would override: a launcher's bf16/fp16 wins, its
         # default "no" leaves the config's choice.
@@ -474,6 +556,11 @@ class Trainer:
             ),
         )
         acc = self.accelerator
+        if acc.is_main_process:
+            # `accelerate launch --cpu --num_processes 2` without MPI or a config starts one
+            # process; this line shows what actually runs.
+            n = acc.num_processes
+            print(f"training on {n} process{'es' if n != 1 else ''} ({acc.device.type})")
         precision = str(acc.mixed_precision)
         if precision not in _WEIGHT_DTYPES:
             raise ValueError(
@@ -486,10 +573,24 @@ class Trainer:
                 "mixed_precision fp16 does not run on the CPU (Accelerate trains in fp32 there); "
                 "use bf16 or no"
             )
+        self.num_episodes: int | None = None  # of the configured data (None: dataset_factory)
         if dataset_factory is None:
             from vap_env.train.data import check_data
 
-            check_data(cfg)
+            self.num_episodes = check_data(cfg)
+            if self.num_episodes == 0:
+                raise ValueError(
+                    f"data.split {cfg.data.split!r} of {cfg.data.data_dir!r} has no episodes: "
+                    "check data.data_dir and data.split"
+                )
+            if self.num_episodes < acc.num_processes:
+                raise ValueError(
+                    f"data.split {cfg.data.split!r} of {cfg.data.data_dir!r} has "
+                    f"{self.num_episodes} episode(s) for {acc.num_processes} processes: episodes "
+                    f"are sharded per process (episode i -> process i % {acc.num_processes}), so "
+                    f"process {self.num_episodes} would get none; train on at most "
+                    f"{self.num_episodes} process(es), or on more episodes"
+                )
         set_seed(cfg.seed)
         trainable = _trainable_override(cfg)
         source = _source_config(cfg.model)
@@ -575,6 +676,7 @@ class Trainer:
         self.checkpoints = CheckpointManager(out / "checkpoints", keep_last=cfg.keep_last)
         self.dataset_factory = dataset_factory or self._default_dataset
         self.resumed_from: Path | None = None
+        self.checkpoint_step: int | None = None  # newest complete checkpoint of this run
         if resume:
             latest = self.checkpoints.latest()
             if latest is None:
@@ -590,7 +692,10 @@ class Trainer:
                     "reads its own share of the data); relaunch with the same --num_processes"
                 )
             acc.load_state(str(latest.path))
-            self.resumed_from = latest.path
+            self.resumed_from, self.checkpoint_step = latest.path, latest.step
+            self._restretch_schedule(saved_cfg)
+            if acc.is_main_process:
+                print(f"resuming {cfg.name} from checkpoint step {latest.step}")
         elif (earlier := self.checkpoints.latest()) is not None:
             # A fresh run here would interleave its checkpoints with the old run's: keep-last-k
             # prunes by step number (deleting the new ones first) and --resume would continue
@@ -600,6 +705,50 @@ class Trainer:
                 f"{earlier.step}): pass --resume to continue it, or start this run in a new "
                 "output_dir (--output-dir DIR), or delete that directory"
             )
+
+    def _restretch_schedule(self, saved: TrainConfig | None) -> None:
+        """Make the loaded optimiser use the learning rate of *this* run's schedule from now on.
+
+        The LR lambdas are rebuilt from this config (``max_steps``) while the optimiser's current
+        rate comes back from the checkpoint, where the old run's schedule set it: without this,
+        the first resumed step would use the old schedule's rate (0 after the end of a finished
+        cosine run) and the later ones the new schedule's. A changed ``max_steps`` under a
+        schedule that depends on it is announced.
+        """
+        sched = self.lr_schedule.scheduler
+        groups = sched.optimizer.param_groups
+        before = [g["lr"] for g in groups]
+        pairs = zip(sched.base_lrs, sched.lr_lambdas, strict=True)
+        now = [base * lam(sched.last_epoch) for base, lam in pairs]
+        for group, lr in zip(groups, now, strict=True):
+            group["lr"] = lr
+        sched._last_lr = list(now)  # what get_last_lr reports (LambdaLR keeps it from its step)
+        step, cfg = self.state.step, self.cfg
+        if (
+            saved is not None
+            and saved.max_steps != cfg.max_steps
+            and cfg.max_steps > step
+            and before != now
+            and self.accelerator.is_main_process
+        ):
+            warnings.warn(
+                f"--resume with max_steps {saved.max_steps} -> {cfg.max_steps} and lr_schedule "
+                f"{cfg.optim.lr_schedule!r}: steps 1..{step} followed the {saved.max_steps}-step "
+                f"schedule; from step {step + 1} on the learning rate follows the "
+                f"{cfg.max_steps}-step one ({before[0]:.3g} -> {now[0]:.3g} at step {step + 1}), "
+                f"so the run is not the same as a {cfg.max_steps}-step run from the start",
+                stacklevel=3,
+            )
+
+    def stop_message(self) -> str:
+        """The line to print when the run is interrupted (Ctrl-C): where it stood, how to go on."""
+        saved = self.checkpoint_step
+        where = (
+            f"newest complete checkpoint: step {saved} (resume with --resume)"
+            if saved is not None
+            else "no checkpoint yet"
+        )
+        return f"stopped at step {self.state.step}; {where}"
 
     # ---------------------------------------------------------------------------- checkpoint hooks
 
@@ -687,11 +836,25 @@ class Trainer:
                 state.batch_in_epoch = seen
                 yield batch
             if seen == 0:
-                raise ValueError(
+                n, data = acc.num_processes, self.cfg.data
+                what = (
                     f"the training data yielded no full batch of {self.cfg.batch_size} clips for "
-                    f"process {acc.process_index} of {acc.num_processes} in epoch {state.epoch}: "
-                    f"check data.data_dir ({self.cfg.data.data_dir!r}) and data.split "
-                    f"({self.cfg.data.split!r}), or lower batch_size"
+                    f"process {acc.process_index} of {n} in epoch {state.epoch}"
+                )
+                if n == 1:
+                    raise ValueError(
+                        f"{what}: check data.data_dir ({data.data_dir!r}) and data.split "
+                        f"({data.split!r}), or lower batch_size"
+                    )
+                mine = ""
+                if self.num_episodes is not None:
+                    count = len(range(acc.process_index, self.num_episodes, n))
+                    mine = f" ({count} of the split's {self.num_episodes})"
+                raise ValueError(
+                    f"{what}: episodes are sharded per process (episode i -> process i % {n}) "
+                    f"and this process's share{mine} holds fewer clips than that; use fewer "
+                    f"processes, more episodes or a lower batch_size (data.data_dir "
+                    f"{data.data_dir!r}, data.split {data.split!r})"
                 )
             state.epoch += 1
             state.batch_in_epoch = 0
@@ -703,7 +866,7 @@ class Trainer:
         acc, state = self.accelerator, self.state
         mine = torch.tensor([[state.epoch, state.batch_in_epoch]], device=acc.device)
         state.positions = acc.gather(mine).tolist()
-        return self.checkpoints.save(
+        path = self.checkpoints.save(
             state.step,
             lambda d: acc.save_state(str(d)),
             is_main_process=acc.is_main_process,
@@ -714,32 +877,19 @@ class Trainer:
                 "num_processes": acc.num_processes,
             },
         )
+        self.checkpoint_step = state.step
+        return path
 
-    def train(self, until: int | None = None) -> TrainResult:
-        """Run until ``max_steps``, checkpointing and logging; then export the weights.
-
-        ``until`` stops earlier, after that step's checkpoint and without exporting (what a
-        preempted job does); ``--resume`` continues from there.
-        """
+    def _loop(
+        self,
+        stop: int,
+        batches: Iterator[ClipBatch],
+        bar: tqdm,
+        result: TrainResult,
+        clips_per_step: int,
+    ) -> None:
+        """The optimiser steps up to ``stop`` (``train``'s body between setup and export)."""
         cfg, acc, state = self.cfg, self.accelerator, self.state
-        stop = cfg.max_steps if until is None else min(until, cfg.max_steps)
-        out = Path(cfg.output_dir)
-        if acc.is_main_process:
-            out.mkdir(parents=True, exist_ok=True)
-            save_yaml(cfg, out / "train_config.yaml")
-        if cfg.log_with:
-            acc.init_trackers(cfg.name, config=_flat_hparams(cfg))
-        result = TrainResult(steps=state.step)
-        batches = self._micro_batches()
-        clips_per_step = cfg.batch_size * cfg.gradient_accumulation_steps * acc.num_processes
-        bar = tqdm(
-            total=cfg.max_steps,
-            initial=state.step,
-            desc=cfg.name,
-            disable=not acc.is_local_main_process,
-        )
-        last_ckpt = self.resumed_from
-        saved_step = state.step if self.resumed_from is not None else None
         while state.step < stop:
             t0 = time.perf_counter()
             lr = self.lr_schedule.get_last_lr()[0]  # the rate this step uses (read before it steps)
@@ -776,6 +926,7 @@ class Trainer:
                     "enable gradient clipping or use bf16 instead of fp16"
                 )
             result.losses.append(logs["loss"])
+            result.lrs.append(lr)
             dt = time.perf_counter() - t0
             logs["lr"] = lr
             logs["clips_per_s"] = clips_per_step / dt
@@ -784,11 +935,43 @@ class Trainer:
             if cfg.log_with and (state.step % cfg.log_every == 0 or state.step == 1):
                 acc.log({f"train/{k}": v for k, v in logs.items()}, step=state.step)
             if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
-                last_ckpt, saved_step = self.save_checkpoint(), state.step
-        bar.close()
-        if saved_step != state.step:
-            last_ckpt = self.save_checkpoint()
-        result.checkpoint = last_ckpt
+                self.save_checkpoint()
+
+    def train(self, until: int | None = None) -> TrainResult:
+        """Run until ``max_steps``, checkpointing and logging; then export the weights.
+
+        ``until`` stops earlier, after that step's checkpoint and without exporting (what a
+        preempted job does); ``--resume`` continues from there.
+        """
+        cfg, acc, state = self.cfg, self.accelerator, self.state
+        stop = cfg.max_steps if until is None else min(until, cfg.max_steps)
+        out = Path(cfg.output_dir)
+        if acc.is_main_process:
+            out.mkdir(parents=True, exist_ok=True)
+            save_yaml(cfg, out / TRAIN_CONFIG_FILE)
+        if cfg.log_with:
+            acc.init_trackers(cfg.name, config=_flat_hparams(cfg))
+        result = TrainResult(steps=state.step)
+        batches = self._micro_batches()
+        clips_per_step = cfg.batch_size * cfg.gradient_accumulation_steps * acc.num_processes
+        bar = tqdm(
+            total=cfg.max_steps,
+            initial=state.step,
+            desc=cfg.name,
+            disable=not acc.is_local_main_process,
+        )
+        try:
+            self._loop(stop, batches, bar, result, clips_per_step)
+        except KeyboardInterrupt:
+            # Ctrl-C: the command prints stop_message(); keep what was logged
+            if cfg.log_with:
+                acc.end_training()
+            raise
+        finally:
+            bar.close()
+        if self.checkpoint_step != state.step:
+            self.save_checkpoint()
+        result.checkpoint = self.checkpoints.path_for(state.step)
         result.steps = state.step
         if state.step >= cfg.max_steps:
             result.export_dir = self.export()

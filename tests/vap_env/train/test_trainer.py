@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vap_env.models import load_world_model
-from vap_env.train.config import TrainConfig
+from vap_env.train.config import TrainConfig, load_train_config
 from vap_env.train.lgf import LGFConfig
 from vap_env.train.trainer import (
     TRAINABLE_FILE,
@@ -417,3 +417,77 @@ def test_every_micro_batch_draws_its_own_noise(micro_model_dir, tmp_path, synthe
     assert torch.equal(
         torch.randn(4, generator=first), torch.randn(4, generator=micro_batch_generator(0, 0, 0))
     )
+
+
+def test_resume_refuses_a_changed_config_and_keeps_the_saved_one(
+    micro_model_dir, tmp_path, synthetic_clips, capsys
+):
+    data = synthetic_clips(batch_size=1)
+    cfg = _cfg(micro_model_dir, tmp_path, gradient_accumulation_steps=1, checkpoint_every=1)
+    Trainer(cfg, dataset_factory=data).train(until=1)
+    assert "training on 1 process (cpu)" in capsys.readouterr().out
+    saved = (tmp_path / "train_config.yaml").read_bytes()
+    changed = dataclasses.replace(
+        cfg,
+        optim=dataclasses.replace(cfg.optim, learning_rate=1e-2),
+        batch_size=2,
+        max_steps=9,  # allowed: not listed
+    )
+    with pytest.raises(ValueError) as err:
+        Trainer(changed, resume=True, dataset_factory=data)
+    message = str(err.value)
+    assert "optim.learning_rate: 0.0001 -> 0.01" in message and "batch_size: 1 -> 2" in message
+    assert "max_steps" not in message.split(". Revert")[0]  # listed only among what may change
+    assert "--output-dir NEW_DIR" in message
+    assert (tmp_path / "train_config.yaml").read_bytes() == saved
+    # what does not change the trajectory may change; the saved config then records it
+    harmless = dataclasses.replace(
+        cfg, max_steps=2, log_every=3, keep_last=5, checkpoint_every=0, name="renamed"
+    )
+    resumed = Trainer(harmless, resume=True, dataset_factory=data)
+    assert "resuming renamed from checkpoint step 1" in capsys.readouterr().out
+    assert resumed.train().steps == 2
+    assert load_train_config(tmp_path / "train_config.yaml").log_every == 3
+
+
+def test_extending_a_decaying_schedule_follows_the_longer_schedule_from_there(
+    micro_model_dir, tmp_path, synthetic_clips
+):
+    # a finished 2-step cosine run extended to 4: the old schedule ended at lr 0; the resumed
+    # steps use the 4-step schedule's rates for steps 3 and 4, as a 4-step run does there
+    optim = dataclasses.replace(TrainConfig().optim, lr_schedule="cosine")
+    data = synthetic_clips(batch_size=1)
+    short = _cfg(micro_model_dir, tmp_path / "a", optim=optim, gradient_accumulation_steps=1)
+    Trainer(dataclasses.replace(short, max_steps=2), dataset_factory=data).train()
+    with pytest.warns(UserWarning, match=r"max_steps 2 -> 4 .* \(0 -> 5e-05 at step 3\)"):
+        extended = Trainer(short, resume=True, dataset_factory=data)
+    rest = extended.train()
+    straight = Trainer(
+        dataclasses.replace(short, output_dir=str(tmp_path / "b")), dataset_factory=data
+    )
+    full = straight.train()
+    assert rest.lrs == full.lrs[2:] and rest.lrs[0] == pytest.approx(optim.learning_rate / 2)
+
+
+def test_an_interrupted_run_says_where_it_stopped(micro_model_dir, tmp_path, synthetic_clips):
+    clips = synthetic_clips(batch_size=1)  # 3 batches an epoch
+
+    def interrupted(epoch: int):
+        if epoch == 1:
+            raise KeyboardInterrupt  # Ctrl-C while step 4 reads its batch
+        return clips(epoch)
+
+    cfg = _cfg(micro_model_dir, tmp_path, gradient_accumulation_steps=1, checkpoint_every=2)
+    trainer = Trainer(cfg, dataset_factory=interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    assert trainer.stop_message() == (
+        "stopped at step 3; newest complete checkpoint: step 2 (resume with --resume)"
+    )
+    fresh = Trainer(
+        dataclasses.replace(cfg, output_dir=str(tmp_path / "b"), checkpoint_every=5),
+        dataset_factory=interrupted,
+    )
+    with pytest.raises(KeyboardInterrupt):
+        fresh.train()
+    assert fresh.stop_message() == "stopped at step 3; no checkpoint yet"
