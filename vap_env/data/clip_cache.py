@@ -191,9 +191,14 @@ class ClipCache:
         width: int,
         skeleton_from_ground_truth: bool,
         intrinsics: Any = None,
+        *,
+        advice: str | None = None,
     ) -> None:
         """Raise ``ValueError`` unless the cache holds ``split`` at this size and skeleton kind, and
-        (DROID) its skeletons were drawn with the same K (None or empty: the default K)."""
+        (DROID) its skeletons were drawn with the same K (None or empty: the default K).
+
+        ``advice`` replaces the generic how-to-rewrite hint (a caller that knows the exact fix).
+        """
         wanted = {
             "split": split,
             "height": height,
@@ -207,7 +212,9 @@ class ClipCache:
             what = ", ".join(
                 f"{k} = {have!r} (wanted {want!r})" for k, (have, want) in wrong.items()
             )
-            raise ValueError(f"clip cache {self.path!r} does not match: {what}; {_fix(self.path)}")
+            raise ValueError(
+                f"clip cache {self.path!r} does not match: {what}; {advice or _fix(self.path)}"
+            )
 
     def episode(self, i: int) -> dict[str, Any]:
         """Episode ``i``: frames / skeleton (T, H, W, 3) uint8, actions (T, D), instruction, id."""

@@ -38,16 +38,14 @@ def check_data(cfg: TrainConfig) -> int:
         cache = ClipCache(cfg.data.data_dir)
         model = world_model_config(cfg.model)
         data = cfg.data
-        try:
-            cache.check(
-                data.split,
-                model.height,
-                model.width,
-                data.skeleton_from_ground_truth,
-                data.intrinsics,
-            )
-        except ValueError as err:
-            raise ValueError(f"{err}. {_cache_fix(cache, cfg, model)}") from err
+        cache.check(
+            data.split,
+            model.height,
+            model.width,
+            data.skeleton_from_ground_truth,
+            data.intrinsics,
+            advice=_cache_fix(cache, cfg, model),
+        )
         lengths = np.diff(cache.offsets)  # (N,) frames per episode
         if lengths.max() < model.chunk_frames + 1:
             raise ValueError(
@@ -88,8 +86,8 @@ def _cache_fix(cache: ClipCache, cfg: TrainConfig, model: WorldModelConfig) -> s
     droid = meta.get("intrinsics") is not None  # RT-1 caches record none (RT-1 ignores K)
     if droid and data.intrinsics:
         command.append("--intrinsics " + ",".join(f"{v:g}" for v in data.intrinsics))
-    command.append(f"--out {data.data_dir}")
-    fix = f"Fix: rewrite the cache for this run with `{' '.join(command)}`"
+    command.append(f"--out {data.data_dir} --overwrite")
+    fix = f"rewrite the cache for this run with `{' '.join(command)}`"
     # What the config can change to read this cache as it is (the resolution is the model's).
     lines = []
     if meta.get("split") != data.split:

@@ -94,7 +94,7 @@ def test_a_clip_cache_that_does_not_fit_fails_before_the_model_with_the_fix(
     with pytest.raises(ValueError) as err:
         Trainer(cfg)
     fix = f"`vap-env data cache --data-dir {rt1_dataset_dir} --split train --height 64 --width 80 "
-    assert fix + f"--out {rt1_cache}`" in str(err.value)
+    assert fix + f"--out {rt1_cache} --overwrite`" in str(err.value)
     assert "only a model of the cache's size" in str(err.value)
     assert not (tmp_path / "run").exists(), "a refused run left files behind"
     # skeleton kind: rewrite with the flag, or set the config line that matches the cache
