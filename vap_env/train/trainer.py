@@ -449,39 +449,27 @@ def take_vae(wm: WorldModel, source: str) -> None:
     set_latent_scale(wm, float(donor.vae.config.scaling_factor))
 
 
+def _flatten(value: Any, sep: str, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts -> one level, keys joined with ``sep``."""
+    if not isinstance(value, dict):
+        return {prefix: value}
+    out: dict[str, Any] = {}
+    for k, v in value.items():
+        out.update(_flatten(v, sep, f"{prefix}{sep}{k}" if prefix else str(k)))
+    return out
+
+
 def _flat_hparams(cfg: TrainConfig) -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(f"{prefix}{k}/", v)
-        else:
-            key = prefix.rstrip("/")
-            flat[key] = value if isinstance(value, int | float | str | bool) else str(value)
-
-    walk("", to_dict(cfg))
-    return flat
+    return {
+        k: v if isinstance(v, int | float | str | bool) else str(v)
+        for k, v in _flatten(to_dict(cfg), "/").items()
+    }
 
 
 def config_changes(old: TrainConfig, new: TrainConfig) -> dict[str, tuple[Any, Any]]:
     """Every setting that differs between two run configs: dotted name -> (old, new)."""
-
-    def flat(cfg: TrainConfig) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-
-        def walk(prefix: str, value: Any) -> None:
-            if isinstance(value, dict):
-                for k, v in value.items():
-                    walk(f"{prefix}{k}.", v)
-            else:
-                out[prefix.rstrip(".")] = value
-
-        # JSON round trip: a YAML list and a config tuple compare equal
-        walk("", json.loads(json.dumps(to_dict(cfg))))
-        return out
-
-    a, b = flat(old), flat(new)
+    # JSON round trip: a YAML list and a config tuple compare equal
+    a, b = (_flatten(json.loads(json.dumps(to_dict(c))), ".") for c in (old, new))
     return {k: (a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
 
 
