@@ -42,7 +42,7 @@ import cv2
 import numpy as np
 
 from benchmarks.masks import SimMasks, SimMasksConfig
-from kinematics import PinholeCamera
+from kinematics import PinholeCamera, SkeletonRenderer
 from kinematics.transforms import matrix_to_quat, pose_to_matrix
 from vap_env.actions import ActionLimits, make_action_mode
 from vap_env.data.synth import render_as_dataset
@@ -136,6 +136,7 @@ class GroundTruthSim:
         self.action_mode = make_action_mode(action_mode, self.robot, limits or ActionLimits())
         self.num_joints = len(self.robot.joint_names)
         self.spec: SceneSpec | None = None
+        self._renderer: SkeletonRenderer | None = None
 
     def _render(self) -> np.ndarray:
         """The current frame (H, W, 3) uint8, made as the dataset's frames are."""
@@ -146,9 +147,22 @@ class GroundTruthSim:
             np.float32
         )
 
+    def _observation(self, image: np.ndarray) -> dict[str, np.ndarray]:
+        """``VAPEnv``'s observation keys, so a policy that reads images runs on both sides."""
+        camera = self.scene.camera(self.spec.cameras[0].name)  # type: ignore[union-attr]
+        if self._renderer is None or (self._renderer.width, self._renderer.height) != (
+            camera.width,
+            camera.height,
+        ):
+            self._renderer = SkeletonRenderer(self.robot.spec, camera.width, camera.height)
+        points = self.robot.keypoints(self.q[None], np.array([self.gripper]))  # (1, P, 3)
+        skeleton = self._renderer.render(points, camera)[0]  # (H, W, 3), the env's full skeleton
+        return {"image": image, "skeleton": skeleton, "proprio": self._proprio()}
+
     def reset(self, spec: SceneSpec) -> dict[str, np.ndarray]:
         """Start from ``spec`` (arm at ``spec.start_q``, gripper open); returns the observation
-        ``{"image": (H, W, 3) uint8, "proprio": (J + 8,) float32}`` laid out as ``VAPEnv``'s."""
+        ``{"image": (H, W, 3) uint8, "skeleton": (H, W, 3) uint8, "proprio": (J + 8,) float32}``
+        laid out as ``VAPEnv``'s."""
         if not spec.task:
             raise ValueError("the scene spec has no task; build it with make_scene_start")
         self.scene.reset(spec)
@@ -163,7 +177,7 @@ class GroundTruthSim:
         self.in_drawer: dict[str, int] = {}
         self.start_z = {o.name: o.position[2] for o in spec.objects}
         self.pull = -self.scene.cabinet_frame()[:3, 0]
-        return {"image": self._render(), "proprio": self._proprio()}
+        return self._observation(self._render())
 
     def _apply(self, q: np.ndarray, cmd: float) -> None:
         """One frame of ``execute``'s loop: move what is held, grasp / release on the command's edges."""
@@ -205,8 +219,7 @@ class GroundTruthSim:
         for q, g in zip(traj.q, traj.gripper, strict=True):
             self._apply(np.asarray(q, np.float64), float(g))
             frames.append(self._render())
-        image = frames[-1]
-        return np.stack(frames), {"image": image, "proprio": self._proprio()}
+        return np.stack(frames), self._observation(frames[-1])
 
     def state_success(self) -> bool:
         """The scene's own success rule (``vap_env.data.synth.scripted``) at the current state."""

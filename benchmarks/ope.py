@@ -81,21 +81,27 @@ class PolicyContext:
     action_space: Any  # the env's (single) Box action space (K, D)
 
 
-def _scripted(arg: float | None, start: Any, ctx: PolicyContext, seed: int) -> Any:
+def _scripted(arg: str | None, start: Any, ctx: PolicyContext, seed: int) -> Any:
     from policies import make_policy
 
+    try:
+        noise = float(arg) if arg else 0.0
+    except ValueError:
+        raise ValueError(
+            f"policy 'scripted:{arg}': the part after ':' is the action-noise std, a number"
+        ) from None
     return make_policy(
         "scripted",
         scene=start.spec.to_dict(),
         chunk_size=ctx.chunk_size,
         num_frames=ctx.num_frames,
         action_mode=ctx.action_mode,
-        noise_std=0.0 if arg is None else arg,
+        noise_std=noise,
         seed=seed,
     )
 
 
-def _random(arg: float | None, start: Any, ctx: PolicyContext, seed: int) -> Any:
+def _random(arg: str | None, start: Any, ctx: PolicyContext, seed: int) -> Any:
     from policies import make_policy
 
     if arg is not None:
@@ -103,9 +109,29 @@ def _random(arg: float | None, start: Any, ctx: PolicyContext, seed: int) -> Any
     return make_policy("random", action_space=ctx.action_space, seed=seed)
 
 
-# policy kind -> builder(argument, start state, context, seed); the argument of "scripted:<x>" is
-# its action-noise std (m / rad per action).
-POLICY_KINDS: dict[str, Callable[..., Any]] = {"scripted": _scripted, "random": _random}
+def _sb3(arg: str | None, start: Any, ctx: PolicyContext, seed: int) -> Any:
+    from policies import make_policy
+    from policies.sb3 import ALGORITHMS
+
+    algo, sep, path = (arg or "").partition("=")
+    if not sep:  # "sb3:model.zip": PPO, SB3's usual choice for this Dict observation space
+        algo, path = "ppo", algo
+    if algo not in ALGORITHMS:
+        raise ValueError(
+            f"policy 'sb3:{arg}': unknown algorithm {algo!r}; use {sorted(ALGORITHMS)}"
+        )
+    return make_policy("sb3", path=path, algo=algo)
+
+
+# policy kind -> builder(argument text after ':' or None, start state, context, seed):
+# "scripted:<action-noise std>" (m / rad per action), "random", "sb3:[<algo>=]<model.zip>" (a
+# saved stable-baselines3 model; it sees the same observation keys in both worlds). Add your own
+# kind here to rank your policies: POLICY_KINDS["mine"] = builder.
+POLICY_KINDS: dict[str, Callable[..., Any]] = {
+    "scripted": _scripted,
+    "random": _random,
+    "sb3": _sb3,
+}
 
 
 def make_ope_policy(text: str, start: Any, ctx: PolicyContext, seed: int) -> Any:
@@ -116,21 +142,32 @@ def make_ope_policy(text: str, start: Any, ctx: PolicyContext, seed: int) -> Any
     return policy
 
 
-def parse_policy(text: str) -> tuple[str, float | None]:
-    """``"scripted:0.01"`` -> ("scripted", 0.01); ``"random"`` -> ("random", None)."""
+def parse_policy(text: str) -> tuple[str, str | None]:
+    """``"scripted:0.01"`` -> ("scripted", "0.01"); ``"random"`` -> ("random", None).
+
+    The argument is checked here where that needs no loading: a scripted noise must be a number,
+    an sb3 model file must exist.
+    """
     from vap_env.config import did_you_mean
 
     kind, _, arg = text.partition(":")
     if kind not in POLICY_KINDS:
         raise ValueError(
-            f"unknown policy {text!r}; use one of {sorted(POLICY_KINDS)} (scripted:<noise std>)."
-            + did_you_mean(kind, list(POLICY_KINDS))
+            f"unknown policy {text!r}; use one of {sorted(POLICY_KINDS)} (scripted:<noise std>, "
+            "sb3:[<algo>=]<model.zip>)." + did_you_mean(kind, list(POLICY_KINDS))
         )
-    try:
-        value = float(arg) if arg else None
-    except ValueError:
-        raise ValueError(f"policy {text!r}: the part after ':' must be a number") from None
-    return kind, value
+    if kind == "scripted" and arg:
+        try:
+            float(arg)
+        except ValueError:
+            raise ValueError(f"policy {text!r}: the part after ':' must be a number") from None
+    if kind == "sb3":
+        path = (arg or "").partition("=")[2] or arg
+        if not path or not Path(path).is_file():
+            raise ValueError(
+                f"policy {text!r}: no saved SB3 model at {path!r} (write it with model.save())"
+            )
+    return kind, arg or None
 
 
 @dataclass(frozen=True)
@@ -140,7 +177,10 @@ class Config:
     scenes: int = field(default=20, metadata={"help": "initial states (synthetic scenes)"})
     policies: tuple[str, ...] = field(
         default=DEFAULT_POLICIES,
-        metadata={"help": "policies: scripted:<action noise std>, random"},
+        metadata={
+            "help": "policies: scripted:<action noise std>, random, sb3:[<algo>=]<model.zip> "
+            "(your saved stable-baselines3 model; algo ppo by default)"
+        },
     )
     skills: tuple[str, ...] = field(
         default=SKILL_NAMES, metadata={"help": "skills of the scenes, cycled"}

@@ -103,3 +103,19 @@ def test_detector_checks_resolution_and_thresholds():
         DetectorConfig(object_fraction=1.5)
     with pytest.raises(KeyError, match="unknown skill"):
         make_scene_start("google_robot", "fly", seed=0, width=W, height=H)
+
+
+def test_simulator_observation_has_the_envs_keys_and_skeleton(sim):
+    import gymnasium as gym
+
+    import vap_env  # noqa: F401  (registers the env ids)
+
+    start = make_scene_start("google_robot", "pick", seed=5, width=W, height=H)
+    obs = sim.reset(start.spec)
+    env = gym.make("VAP-RT1-v0", num_inference_steps=1)
+    env_obs, _ = env.reset(seed=0, options=start.reset_options())
+    assert set(obs) == set(env_obs)
+    # Same joints, gripper and camera: the same skeleton prompt as the env's.
+    np.testing.assert_array_equal(obs["skeleton"], env_obs["skeleton"])
+    np.testing.assert_allclose(obs["proprio"], env_obs["proprio"], atol=1e-5)
+    env.close()

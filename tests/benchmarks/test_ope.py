@@ -7,7 +7,7 @@ import json
 import pytest
 
 from benchmarks.metrics import mean_maximum_rank_violation, pearson
-from benchmarks.ope import Config, main, parse_policy
+from benchmarks.ope import Config, main, parse_policy, run
 from vap_env.cli import main as cli_main
 from vap_env.video import read_video
 
@@ -69,7 +69,7 @@ def test_ope_end_to_end(tmp_path, capsys):
 
 
 def test_policy_specs_and_config_errors(capsys):
-    assert parse_policy("scripted:0.02") == ("scripted", 0.02)
+    assert parse_policy("scripted:0.02") == ("scripted", "0.02")
     assert parse_policy("random") == ("random", None)
     with pytest.raises(ValueError, match="Did you mean 'scripted'"):
         parse_policy("scriptd:0.1")
@@ -82,3 +82,36 @@ def test_policy_specs_and_config_errors(capsys):
     with pytest.raises(SystemExit):  # the CLI reports a rejected option as a usage error
         cli_main(["bench", "ope", "--policies", "random,scripted:x"])
     assert "scripted:x" in capsys.readouterr().err
+
+
+def test_a_saved_sb3_model_is_ranked_like_any_policy(tmp_path):
+    import gymnasium as gym
+    from stable_baselines3 import PPO
+
+    import vap_env  # noqa: F401  (registers the env ids)
+
+    env = gym.make("VAP-RT1-v0", num_inference_steps=1)
+    PPO("MultiInputPolicy", env, n_steps=8, batch_size=8, seed=0, device="cpu").save(
+        tmp_path / "ppo"
+    )
+    env.close()
+    path = str(tmp_path / "ppo.zip")
+    assert parse_policy(f"sb3:{path}") == ("sb3", path)
+    assert parse_policy(f"sb3:ppo={path}") == ("sb3", f"ppo={path}")
+    with pytest.raises(ValueError, match=r"no saved SB3 model at '.*nope\.zip'"):
+        parse_policy(f"sb3:{tmp_path / 'nope.zip'}")
+    cfg = Config(
+        scenes=1,
+        policies=("scripted:0", f"sb3:{path}"),
+        skills=("pick",),
+        chunks=1,
+        num_inference_steps=1,
+        videos=0,
+        threads=1,
+        progress=False,
+    )
+    report = run(cfg)
+    rows = {r["policy"]: r for r in report["episodes"]}
+    # The untrained model acts in both worlds (it reads image, skeleton and proprio in each).
+    assert rows[f"sb3:{path}"]["gt_state_success"] is False
+    assert rows["scripted:0"]["gt_state_success"] is True
