@@ -46,7 +46,8 @@ class Config:
         default=False,
         metadata={
             "help": "continue from the newest complete checkpoint (the config may differ from "
-            "the run's only in max_steps, checkpointing, logging and the export)"
+            "the run's only in max_steps, checkpointing, logging, name, output_dir, "
+            "gradient_checkpointing and the export)"
         },
     )
     output_dir: str | None = field(default=None, metadata={"help": "override output_dir"})
