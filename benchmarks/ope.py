@@ -109,17 +109,29 @@ def _random(arg: str | None, start: Any, ctx: PolicyContext, seed: int) -> Any:
     return make_policy("random", action_space=ctx.action_space, seed=seed)
 
 
-def _sb3(arg: str | None, start: Any, ctx: PolicyContext, seed: int) -> Any:
-    from policies import make_policy
+def _sb3_spec(arg: str | None) -> tuple[str, str]:
+    """``"[<algo>=]<path>"`` -> (algo, path of the saved zip); PPO unless an SB3 algo is named.
+
+    Raises ``ValueError`` when no saved model is there (SB3 accepts the path without ``.zip``).
+    """
     from policies.sb3 import ALGORITHMS
 
-    algo, sep, path = (arg or "").partition("=")
-    if not sep:  # "sb3:model.zip": PPO, SB3's usual choice for this Dict observation space
-        algo, path = "ppo", algo
-    if algo not in ALGORITHMS:
-        raise ValueError(
-            f"policy 'sb3:{arg}': unknown algorithm {algo!r}; use {sorted(ALGORITHMS)}"
-        )
+    algo, sep, rest = (arg or "").partition("=")
+    if not sep or algo not in ALGORITHMS:  # a path may hold "=" itself
+        algo, rest = "ppo", arg or ""
+    for path in (rest, rest + ".zip"):
+        if rest and Path(path).is_file():
+            return algo, path
+    raise ValueError(
+        f"policy 'sb3:{arg or ''}': no saved SB3 model at {rest!r} (write it with model.save(); "
+        f"name a non-PPO algorithm as sb3:<algo>=<path>, algo one of {sorted(ALGORITHMS)})"
+    )
+
+
+def _sb3(arg: str | None, start: Any, ctx: PolicyContext, seed: int) -> Any:
+    from policies import make_policy
+
+    algo, path = _sb3_spec(arg)
     return make_policy("sb3", path=path, algo=algo)
 
 
@@ -162,11 +174,7 @@ def parse_policy(text: str) -> tuple[str, str | None]:
         except ValueError:
             raise ValueError(f"policy {text!r}: the part after ':' must be a number") from None
     if kind == "sb3":
-        path = (arg or "").partition("=")[2] or arg
-        if not path or not Path(path).is_file():
-            raise ValueError(
-                f"policy {text!r}: no saved SB3 model at {path!r} (write it with model.save())"
-            )
+        _sb3_spec(arg)
     return kind, arg or None
 
 

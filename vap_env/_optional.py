@@ -14,6 +14,10 @@ _EXTRAS = {
 }
 
 
+class MissingExtra(ImportError):
+    """An optional dependency is not installed; the message names the pip extra."""
+
+
 def require(module: str) -> ModuleType:
     """Import ``module`` or raise an ImportError naming the ``vap-env[extra]`` that provides it."""
     if module == "tensorflow" and "tensorflow" not in sys.modules:
@@ -25,6 +29,6 @@ def require(module: str) -> ModuleType:
     except ImportError as err:
         extra, purpose = _EXTRAS.get(module, (None, "this feature"))
         hint = f"pip install 'vap-env[{extra}]'" if extra else f"pip install {module}"
-        raise ImportError(
+        raise MissingExtra(
             f"{module!r} is needed for {purpose} but is not installed: {hint}"
         ) from err

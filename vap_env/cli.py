@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         from vap_env.config import did_you_mean
 
-        attempted = " ".join(argv[:2]) if argv[0] == "bench" else argv[0]
+        attempted = " ".join(argv[:2]) if argv[0] in groups else argv[0]
         print(
             f"vap-env: unknown command {attempted!r}.{did_you_mean(attempted, list(COMMANDS))}\n\n"
             + _usage(),
@@ -149,16 +149,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A rejected option is a usage error: say it the way argparse does (exit status 2),
         # without a traceback.
         parser.error(_message(e))
+    from vap_env._optional import MissingExtra
+
     try:
         return int(module.main(cfg) or 0)
     except KeyboardInterrupt:
+        if os.environ.get("VAP_ENV_TRACEBACK"):  # where was it stuck?
+            raise
         print(f"vap-env {words}: interrupted", file=sys.stderr)
         return 130
     except (
         ValueError,
         KeyError,
         OSError,  # FileNotFoundError, FileExistsError, and a hub id not on this machine offline
-        ImportError,  # a missing extra: the message names `pip install 'vap-env[...]'`
+        MissingExtra,  # the message names `pip install 'vap-env[...]'`
         TypeError,
         FloatingPointError,
     ) as e:

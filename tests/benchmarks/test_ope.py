@@ -100,6 +100,15 @@ def test_a_saved_sb3_model_is_ranked_like_any_policy(tmp_path):
     assert parse_policy(f"sb3:ppo={path}") == ("sb3", f"ppo={path}")
     with pytest.raises(ValueError, match=r"no saved SB3 model at '.*nope\.zip'"):
         parse_policy(f"sb3:{tmp_path / 'nope.zip'}")
+    # SB3's own path rules: ".zip" may be left out, and a path may hold "=" itself
+    odd = tmp_path / "lr=3e-4"
+    odd.mkdir()
+    (odd / "ppo.zip").write_bytes((tmp_path / "ppo.zip").read_bytes())
+    assert parse_policy(f"sb3:{odd / 'ppo'}") == ("sb3", str(odd / "ppo"))
+    from benchmarks.ope import _sb3_spec
+
+    assert _sb3_spec(str(odd / "ppo")) == ("ppo", str(odd / "ppo.zip"))
+    assert _sb3_spec(f"sac={path}") == ("sac", path)
     cfg = Config(
         scenes=1,
         policies=("scripted:0", f"sb3:{path}"),

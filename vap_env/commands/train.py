@@ -89,6 +89,8 @@ def main(cfg: Config) -> int:
         trainer = Trainer(run, resume=cfg.resume)
         result = trainer.train()
     except KeyboardInterrupt:
+        if os.environ.get("VAP_ENV_TRACEBACK"):  # where was it stuck?
+            raise
         if trainer is not None:
             if trainer.accelerator.is_main_process:
                 print(trainer.stop_message())

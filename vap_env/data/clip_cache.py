@@ -47,10 +47,11 @@ def is_clip_cache(path: str | os.PathLike[str]) -> bool:
     return os.fspath(path).endswith(CACHE_SUFFIX)
 
 
-def _fix(path: str) -> str:
+def _fix(path: str, split: str = "train") -> str:
     return (
-        f"write it with `vap-env data cache --data-dir <rlds dir> --split train --out {path}` "
-        "(height, width, skeleton and intrinsics options must match the model and the training config)"
+        f"write it with `vap-env data cache --data-dir <rlds dir> --split {split} --out {path} "
+        "--overwrite` (height, width, skeleton and intrinsics options must match the model and the "
+        "training config)"
     )
 
 
@@ -213,7 +214,8 @@ class ClipCache:
                 f"{k} = {have!r} (wanted {want!r})" for k, (have, want) in wrong.items()
             )
             raise ValueError(
-                f"clip cache {self.path!r} does not match: {what}; {advice or _fix(self.path)}"
+                f"clip cache {self.path!r} does not match: {what}; "
+                f"{advice or _fix(self.path, split)}"
             )
 
     def episode(self, i: int) -> dict[str, Any]:

@@ -41,8 +41,8 @@ def as_intrinsics(values: Any) -> np.ndarray | None:
         or not np.array_equal(k[2], [0.0, 0.0, 1.0])
     ):
         raise ValueError(
-            f"intrinsics = {values!r} is not a camera matrix: give fx, fy, cx, cy (pixels at "
-            "320x180 for DROID, finite, fx and fy > 0; from Python also a 3x3 K without skew)"
+            f"intrinsics = {values!r} is not a camera matrix: give fx, fy, cx, cy (pixels, "
+            "finite, fx and fy > 0; DROID data: at 320x180; from Python also a 3x3 K without skew)"
         )
     return k
 

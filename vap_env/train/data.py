@@ -85,7 +85,7 @@ def _cache_fix(cache: ClipCache, cfg: TrainConfig, model: WorldModelConfig) -> s
         command.append("--skeleton-from-ground-truth")
     droid = meta.get("intrinsics") is not None  # RT-1 caches record none (RT-1 ignores K)
     if droid and data.intrinsics:
-        command.append("--intrinsics " + ",".join(f"{v:g}" for v in data.intrinsics))
+        command.append("--intrinsics " + ",".join(repr(float(v)) for v in data.intrinsics))
     command.append(f"--out {data.data_dir} --overwrite")
     fix = f"rewrite the cache for this run with `{' '.join(command)}`"
     # What the config can change to read this cache as it is (the resolution is the model's).
@@ -96,7 +96,9 @@ def _cache_fix(cache: ClipCache, cfg: TrainConfig, model: WorldModelConfig) -> s
         cached = str(bool(meta.get("skeleton_from_ground_truth"))).lower()
         lines.append(f"data.skeleton_from_ground_truth: {cached}")
     if droid and meta["intrinsics"] != intrinsics_key(data.intrinsics):
-        lines.append("data.intrinsics: [" + ", ".join(f"{v:g}" for v in meta["intrinsics"]) + "]")
+        lines.append(
+            "data.intrinsics: [" + ", ".join(repr(float(v)) for v in meta["intrinsics"]) + "]"
+        )
     size = (meta.get("height"), meta.get("width"))
     if size != (model.height, model.width):
         return (

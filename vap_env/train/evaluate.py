@@ -540,7 +540,9 @@ def diffusion_loss(
     losses = []
     try:
         loader = clip_loader(cfg, wm.config, 0, split=split, shuffle=True)
-    except ValueError as err:  # e.g. a clip cache written for another training config
+    except ValueError as err:
+        if "does not match" not in str(err):  # only a cache made for another config: see below
+            raise
         raise ValueError(
             f"{err} (the clip settings come from train_config={train_config!r}: pass the "
             "training config these weights were trained with, --train-config <preset or YAML>)"

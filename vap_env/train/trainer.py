@@ -496,6 +496,11 @@ def check_resume_config(cfg: TrainConfig) -> TrainConfig | None:
         )
         return None
     changed = config_changes(saved, cfg)
+    for key in ("data.data_dir", "model", "vae_from"):
+        # the same file or directory written another way (relative, trailing "/") is no change
+        old, new = changed.get(key, (None, None))
+        if old and new and os.path.exists(new) and os.path.realpath(old) == os.path.realpath(new):
+            del changed[key]
     refused = {k: v for k, v in changed.items() if k not in RESUMABLE_CHANGES}
     if refused:
         listing = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in refused.items())
@@ -679,6 +684,14 @@ class Trainer:
                     f"has {acc.num_processes}: an exact resume needs the same number (each process "
                     "reads its own share of the data); relaunch with the same --num_processes"
                 )
+            # The precision a launcher sets is not in the config: compare the one in effect.
+            saved_precision = latest.manifest.get("mixed_precision")
+            if saved_precision is not None and saved_precision != acc.mixed_precision:
+                raise ValueError(
+                    f"checkpoint {latest.path} was trained with mixed precision "
+                    f"{saved_precision!r}, this run has {acc.mixed_precision!r} (from the config or "
+                    "`accelerate launch --mixed_precision`): resume with the same precision"
+                )
             acc.load_state(str(latest.path))
             self.resumed_from, self.checkpoint_step = latest.path, latest.step
             self._restretch_schedule(saved_cfg)
@@ -730,7 +743,10 @@ class Trainer:
 
     def stop_message(self) -> str:
         """The line to print when the run is interrupted (Ctrl-C): where it stood, how to go on."""
-        saved = self.checkpoint_step
+        # What is on disk, not what this process last noted: an interrupt can land between a
+        # checkpoint's publication and the bookkeeping after it.
+        latest = self.checkpoints.latest()
+        saved = latest.step if latest is not None else None
         where = (
             f"newest complete checkpoint: step {saved} (resume with --resume)"
             if saved is not None
@@ -863,6 +879,7 @@ class Trainer:
                 "name": self.cfg.name,
                 "stage": self.cfg.stage,
                 "num_processes": acc.num_processes,
+                "mixed_precision": acc.mixed_precision,
             },
         )
         self.checkpoint_step = state.step

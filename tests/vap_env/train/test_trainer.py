@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 import torch
@@ -425,7 +426,7 @@ def test_resume_refuses_a_changed_config_and_keeps_the_saved_one(
     data = synthetic_clips(batch_size=1)
     cfg = _cfg(micro_model_dir, tmp_path, gradient_accumulation_steps=1, checkpoint_every=1)
     Trainer(cfg, dataset_factory=data).train(until=1)
-    assert "training on 1 process (cpu)" in capsys.readouterr().out
+    assert re.search(r"training on 1 process \((cpu|cuda)\)", capsys.readouterr().out)
     saved = (tmp_path / "train_config.yaml").read_bytes()
     changed = dataclasses.replace(
         cfg,
@@ -448,6 +449,25 @@ def test_resume_refuses_a_changed_config_and_keeps_the_saved_one(
     assert "resuming renamed from checkpoint step 1" in capsys.readouterr().out
     assert resumed.train().steps == 2
     assert load_train_config(tmp_path / "train_config.yaml").log_every == 3
+
+
+def test_resume_takes_the_same_paths_written_otherwise_and_refuses_another_precision(
+    micro_model_dir, tmp_path, synthetic_clips, monkeypatch, fresh_accelerate_state
+):
+    data = synthetic_clips(batch_size=1)
+    cfg = _cfg(micro_model_dir, tmp_path, gradient_accumulation_steps=1, checkpoint_every=1)
+    Trainer(cfg, dataset_factory=data).train(until=1)
+    # the same model directory, relative and with a trailing "/": not a change
+    monkeypatch.chdir(micro_model_dir.parent)
+    same = dataclasses.replace(cfg, model=f"{micro_model_dir.name}/")
+    Trainer(same, resume=True, dataset_factory=data)
+    # a launcher's precision is not in the config; the checkpoint records the one in effect
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    with pytest.raises(ValueError, match=r"mixed precision 'no', this run has 'bf16'"):
+        Trainer(cfg, resume=True, dataset_factory=data)
 
 
 def test_extending_a_decaying_schedule_follows_the_longer_schedule_from_there(
