@@ -94,6 +94,10 @@ def test_diffusers_directory_loads_as_backbone(tiny_backbone_dir, tiny):
         assert torch.equal(value, reference[key]), key
     assert torch.equal(wm.vae.encoder.conv_in.conv.weight, tiny.vae.encoder.conv_in.conv.weight)
     assert type(wm.instructions.tokenizer).__name__ == "ByT5Tokenizer"
+    # text_offload: T5 is loaded and kept on the CPU, its embeddings equal the resident ones
+    offloaded = load_world_model("tiny", backbone=str(tiny_backbone_dir), text_offload=True)
+    assert offloaded.text_encoder.device.type == "cpu" and offloaded.instructions.offload
+    assert torch.equal(offloaded.encode_text(["pick can"]), wm.encode_text(["pick can"]))
 
 
 def test_adapter_round_trip_saves_only_controlnet_and_lora(tmp_path, tiny_backbone_dir):
