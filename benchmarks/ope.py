@@ -81,15 +81,21 @@ class PolicyContext:
     action_space: Any  # the env's (single) Box action space (K, D)
 
 
+def _scripted_noise(arg: str | None) -> float:
+    """The action-noise std of ``"scripted:<x>"`` (0 when not given)."""
+    try:
+        return float(arg) if arg else 0.0
+    except ValueError:
+        raise ValueError(
+            f"policy 'scripted:{arg}': the part after ':' is the action-noise std and must be a "
+            "number"
+        ) from None
+
+
 def _scripted(arg: str | None, start: Any, ctx: PolicyContext, seed: int) -> Any:
     from policies import make_policy
 
-    try:
-        noise = float(arg) if arg else 0.0
-    except ValueError:
-        raise ValueError(
-            f"policy 'scripted:{arg}': the part after ':' is the action-noise std, a number"
-        ) from None
+    noise = _scripted_noise(arg)
     return make_policy(
         "scripted",
         scene=start.spec.to_dict(),
@@ -168,11 +174,8 @@ def parse_policy(text: str) -> tuple[str, str | None]:
             f"unknown policy {text!r}; use one of {sorted(POLICY_KINDS)} (scripted:<noise std>, "
             "sb3:[<algo>=]<model.zip>)." + did_you_mean(kind, list(POLICY_KINDS))
         )
-    if kind == "scripted" and arg:
-        try:
-            float(arg)
-        except ValueError:
-            raise ValueError(f"policy {text!r}: the part after ':' must be a number") from None
+    if kind == "scripted":
+        _scripted_noise(arg)
     if kind == "sb3":
         _sb3_spec(arg)
     return kind, arg or None

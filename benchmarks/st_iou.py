@@ -196,7 +196,7 @@ def format_table(report: dict[str, Any]) -> str:
     footer = report_footer(
         weights=report["weights"],
         rollout=report["rollout"],
-        env_id=report["env_id"] if report["rollout"] == "env" else None,
+        env_id=report["env_id"],
         n_episodes=report["n_episodes"],
         split=report["split"],
         mask_source=src,

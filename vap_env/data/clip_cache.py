@@ -42,6 +42,10 @@ CACHE_SUFFIX = ".npz"
 _ARRAYS = ("frames", "skeleton", "actions", "lengths", "instruction", "episode_id", "meta")
 
 
+class ClipCacheMismatch(ValueError):
+    """A clip cache was written for other settings than the run reading it (``ClipCache.check``)."""
+
+
 def is_clip_cache(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` names a clip cache (by its suffix) rather than an RLDS directory."""
     return os.fspath(path).endswith(CACHE_SUFFIX)
@@ -195,8 +199,8 @@ class ClipCache:
         *,
         advice: str | None = None,
     ) -> None:
-        """Raise ``ValueError`` unless the cache holds ``split`` at this size and skeleton kind, and
-        (DROID) its skeletons were drawn with the same K (None or empty: the default K).
+        """Raise ``ClipCacheMismatch`` unless the cache holds ``split`` at this size and skeleton
+        kind, and (DROID) its skeletons were drawn with the same K (None or empty: the default K).
 
         ``advice`` replaces the generic how-to-rewrite hint (a caller that knows the exact fix).
         """
@@ -213,7 +217,7 @@ class ClipCache:
             what = ", ".join(
                 f"{k} = {have!r} (wanted {want!r})" for k, (have, want) in wrong.items()
             )
-            raise ValueError(
+            raise ClipCacheMismatch(
                 f"clip cache {self.path!r} does not match: {what}; "
                 f"{advice or _fix(self.path, split)}"
             )

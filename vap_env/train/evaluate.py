@@ -425,8 +425,10 @@ def report_footer(
     mask_source: str,
     resolution_hw: tuple[int, int] | list[int],
 ) -> str:
-    """The line under a results table that restates what was measured (train eval, bench st-iou)."""
-    via = f" ({env_id})" if env_id else ""
+    """The line under a results table that restates what was measured (train eval, bench st-iou).
+
+    ``env_id`` is named only for the ``env`` rollout, the one that runs it."""
+    via = f" ({env_id})" if env_id and rollout == "env" else ""
     episodes = f"{n_episodes} episode{'s' if n_episodes != 1 else ''}"
     return (
         f"World model {weights!r}, rollout {rollout!r}{via}, {episodes} of split {split!r}, "
@@ -482,7 +484,7 @@ def format_report(report: dict[str, Any]) -> str:
     footer = report_footer(
         weights=cfg["weights"],
         rollout=cfg["rollout"],
-        env_id=cfg["env_id"] if cfg["rollout"] == "env" else None,
+        env_id=cfg["env_id"],
         n_episodes=len(report["episodes"]),
         split=cfg["split"],
         mask_source=src,
@@ -511,11 +513,12 @@ def diffusion_loss(
 
     The objective of ``train_config``'s diffusion stage (its clip windows, gripper weighting and
     mask) with no instruction dropout and a clean context frame. The clips, the noise and the
-    timesteps depend on ``seed`` only, so two models scored with the same arguments see exactly the same inputs; a training
-    split against a held-out one measures overfitting.
+    timesteps depend on ``seed`` only, so two models scored with the same arguments see exactly the
+    same inputs; a training split against a held-out one measures overfitting.
 
     Returns: ``{"loss": mean over batches, "batches", "clips", "split", "weights"}``.
     """
+    from vap_env.data.clip_cache import ClipCacheMismatch
     from vap_env.models import load_world_model
     from vap_env.train.config import load_train_config
     from vap_env.train.data import clip_loader
@@ -540,10 +543,8 @@ def diffusion_loss(
     losses = []
     try:
         loader = clip_loader(cfg, wm.config, 0, split=split, shuffle=True)
-    except ValueError as err:
-        if "does not match" not in str(err):  # only a cache made for another config: see below
-            raise
-        raise ValueError(
+    except ClipCacheMismatch as err:  # a cache made for another training config
+        raise ClipCacheMismatch(
             f"{err} (the clip settings come from train_config={train_config!r}: pass the "
             "training config these weights were trained with, --train-config <preset or YAML>)"
         ) from err
