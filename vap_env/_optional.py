@@ -18,12 +18,24 @@ class MissingExtra(ImportError):
     """An optional dependency is not installed; the message names the pip extra."""
 
 
+def quiet_tensorflow() -> None:
+    """Keep TensorFlow's C++ start-up lines off stderr, unless the user set the variables.
+
+    TensorFlow only reads and writes tfrecord shards here (and TensorBoard's writer imports it
+    for ``tf.io.gfile`` when it is installed), so its oneDNN math kernels never run: turning
+    them off only silences the notice they print on every import. A user's own values win.
+    Must run before ``tensorflow`` is first imported.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # CPU-feature and tfrecord INFO lines
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+
 def require(module: str) -> ModuleType:
     """Import ``module`` or raise an ImportError naming the ``vap-env[extra]`` that provides it."""
-    if module == "tensorflow" and "tensorflow" not in sys.modules:
-        # TensorFlow's C++ INFO/WARNING lines (CPU features, tfrecord buffers) flooded every
-        # dataset read; a user's own TF_CPP_MIN_LOG_LEVEL still wins.
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if module == "tensorflow":
+        quiet_tensorflow()
     try:
         return importlib.import_module(module)
     except ImportError as err:

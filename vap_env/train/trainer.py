@@ -64,6 +64,7 @@ from safetensors.torch import load_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from vap_env._optional import quiet_tensorflow
 from vap_env.config import save_yaml, to_dict
 from vap_env.models import (
     WorldModel,
@@ -955,6 +956,7 @@ class Trainer:
             out.mkdir(parents=True, exist_ok=True)
             save_yaml(cfg, out / TRAIN_CONFIG_FILE)
         if cfg.log_with:
+            quiet_tensorflow()  # torch's TensorBoard writer imports TensorFlow when present
             acc.init_trackers(cfg.name, config=_flat_hparams(cfg))
         result = TrainResult(steps=state.step)
         batches = self._micro_batches()
