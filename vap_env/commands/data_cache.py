@@ -66,7 +66,7 @@ def main(cfg: Config) -> int:
         intrinsics=cfg.intrinsics,
         progress=cfg.progress,
     )
-    episodes = ClipCache(path).num_episodes
+    episodes = ClipCache(path, arrays=False).num_episodes
     print(
         f"cached {episodes} {cfg.split} episodes at {cfg.width}x{cfg.height} to {path} "
         f"({os.path.getsize(path) / 2**20:.1f} MiB) in {time.perf_counter() - start:.1f} s"

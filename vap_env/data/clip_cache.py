@@ -39,7 +39,22 @@ from vap_env.data.intrinsics import intrinsics_key
 
 CACHE_FORMAT = 1
 CACHE_SUFFIX = ".npz"
-_ARRAYS = ("frames", "skeleton", "actions", "lengths", "instruction", "episode_id", "meta")
+_PER_FRAME = ("frames", "skeleton", "actions")  # most of the file
+_INDEX = ("lengths", "instruction", "episode_id", "meta")
+_ARRAYS = _PER_FRAME + _INDEX
+
+
+def _stored_shape(npz: Any, key: str) -> tuple[int, ...]:
+    """The shape of array ``key`` of an open ``.npz``, read from its header alone."""
+    with npz.zip.open(f"{key}.npy") as f:
+        major, _ = np.lib.format.read_magic(f)
+        read = (
+            np.lib.format.read_array_header_1_0
+            if major == 1
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, _, _ = read(f)
+    return shape
 
 
 class ClipCacheMismatch(ValueError):
@@ -144,7 +159,14 @@ class ClipCache:
     missing, not a cache, or of another format.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, arrays: bool = True) -> None:
+        """Open the cache; ``arrays=False`` reads only its index (meta, episode lengths, ids,
+        instructions) and defers ``frames`` / ``skeleton`` / ``actions`` to their first use.
+
+        The index is all a settings check needs, and the pixel arrays are most of the file
+        (gigabytes at full size). Datasets load them here (the default), before DataLoader
+        workers fork, so the workers share one copy.
+        """
         self.path = os.fspath(path)
         if not os.path.isfile(self.path):
             raise FileNotFoundError(f"clip cache {self.path!r} does not exist; {_fix(self.path)}")
@@ -153,8 +175,9 @@ class ClipCache:
                 missing = [k for k in _ARRAYS if k not in z.files]
                 if missing:
                     raise KeyError(f"missing arrays {missing}")
-                arrays = {k: z[k] for k in _ARRAYS}
-            meta = json.loads(str(arrays.pop("meta")))
+                index = {k: z[k] for k in _INDEX}
+                counts = {k: _stored_shape(z, k)[0] for k in _PER_FRAME}
+            meta = json.loads(str(index.pop("meta")))
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as err:
             raise ValueError(
                 f"{self.path!r} is not a readable clip cache ({err}); {_fix(self.path)}"
@@ -165,19 +188,45 @@ class ClipCache:
                 f"format {CACHE_FORMAT}; {_fix(self.path)}"
             )
         self.meta: dict[str, Any] = meta
-        self.frames: np.ndarray = arrays["frames"]  # (sum T, H, W, 3) uint8
-        self.skeleton: np.ndarray = arrays["skeleton"]  # (sum T, H, W, 3) uint8
-        self.actions: np.ndarray = arrays["actions"]  # (sum T, D) float32
-        self.instructions: list[str] = [str(x) for x in arrays["instruction"]]
-        self.episode_ids: list[str] = [str(x) for x in arrays["episode_id"]]
-        lengths = arrays["lengths"]
-        self.offsets = np.concatenate([[0], np.cumsum(lengths)])  # (N + 1,)
-        if self.offsets[-1] != len(self.frames) or len(self.skeleton) != len(self.frames):
+        self.instructions: list[str] = [str(x) for x in index["instruction"]]
+        self.episode_ids: list[str] = [str(x) for x in index["episode_id"]]
+        self.offsets = np.concatenate([[0], np.cumsum(index["lengths"])])  # (N + 1,)
+        if self.offsets[-1] != counts["frames"] or counts["skeleton"] != counts["frames"]:
             raise ValueError(
                 f"{self.path!r}: episode lengths sum to {self.offsets[-1]} but it holds "
-                f"{len(self.frames)} frames and {len(self.skeleton)} skeleton frames (a corrupt "
+                f"{counts['frames']} frames and {counts['skeleton']} skeleton frames (a corrupt "
                 f"cache); {_fix(self.path)}"
             )
+        self._arrays: dict[str, np.ndarray] | None = None
+        if arrays:
+            self.load()
+
+    def load(self) -> dict[str, np.ndarray]:
+        """Read ``frames`` / ``skeleton`` / ``actions`` now if not yet read; returns them by name."""
+        if self._arrays is None:
+            try:
+                with np.load(self.path, allow_pickle=False) as z:
+                    self._arrays = {k: z[k] for k in _PER_FRAME}
+            except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+                raise ValueError(
+                    f"{self.path!r} is not a readable clip cache ({err}); {_fix(self.path)}"
+                ) from err
+        return self._arrays
+
+    @property
+    def frames(self) -> np.ndarray:
+        """(sum T, H, W, 3) uint8 camera frames of all episodes."""
+        return self.load()["frames"]
+
+    @property
+    def skeleton(self) -> np.ndarray:
+        """(sum T, H, W, 3) uint8 skeleton frames of all episodes."""
+        return self.load()["skeleton"]
+
+    @property
+    def actions(self) -> np.ndarray:
+        """(sum T, D) float32 actions of all episodes."""
+        return self.load()["actions"]
 
     @property
     def split(self) -> str:

@@ -198,11 +198,12 @@ class ClipDataset(IterableDataset):
         if isinstance(source, str | os.PathLike) and is_clip_cache(source):
             self.data_dir = os.fspath(source)
             self.episodes = None
-            self.cache = ClipCache(self.data_dir)
+            self.cache = ClipCache(self.data_dir, arrays=False)
             cfg = self.config
             self.cache.check(
                 split, cfg.height, cfg.width, cfg.skeleton_from_ground_truth, intrinsics
             )
+            self.cache.load()  # now, in the parent: forked DataLoader workers share one copy
             self.num_episodes = self.cache.num_episodes
         elif isinstance(source, str | os.PathLike):
             from vap_env.data.rlds import open_rlds

@@ -35,7 +35,7 @@ def check_data(cfg: TrainConfig) -> int:
     from vap_env.data.clip_cache import ClipCache, is_clip_cache
 
     if is_clip_cache(cfg.data.data_dir):
-        cache = ClipCache(cfg.data.data_dir)
+        cache = ClipCache(cfg.data.data_dir, arrays=False)  # the index is enough here
         model = world_model_config(cfg.model)
         data = cfg.data
         cache.check(

@@ -89,6 +89,28 @@ def test_cache_holds_uint8_at_the_asked_size(cache_path):
     assert ep["skeleton"].max() > 0  # the arm is drawn
 
 
+def test_index_only_open_defers_the_pixels_and_reads_the_same(cache_path, tmp_path):
+    full, index = ClipCache(cache_path), ClipCache(cache_path, arrays=False)
+    assert index._arrays is None  # a settings check decompresses no pixels
+    assert (index.num_episodes, index.episode_ids, index.instructions, index.meta) == (
+        full.num_episodes,
+        full.episode_ids,
+        full.instructions,
+        full.meta,
+    )
+    index.check("train", 32, 40, True)
+    for key in ("frames", "skeleton", "actions"):
+        assert np.array_equal(index.episode(2)[key], full.episode(2)[key]), key
+    # lengths that do not add up to the stored frames are caught from the headers alone
+    with np.load(cache_path) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["lengths"] = arrays["lengths"] + 1
+    bad = tmp_path / "lengths.npz"
+    np.savez_compressed(bad, **arrays)
+    with pytest.raises(ValueError, match=r"episode lengths sum to .* corrupt cache"):
+        ClipCache(bad, arrays=False)
+
+
 def test_droid_intrinsics_reach_the_skeletons_and_the_cache_records_them(
     droid_dataset_dir, tmp_path
 ) -> None:
