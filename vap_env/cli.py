@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "train": "vap_env.commands.train",
     "train eval": "vap_env.commands.train_eval",
     "train loss": "vap_env.commands.train_loss",
+    "train export": "vap_env.commands.train_export",
     "demo": "vap_env.commands.demo",
     "bench skeleton": "benchmarks.speed_skeleton",
     "bench world-model": "benchmarks.speed_world_model",

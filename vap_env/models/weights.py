@@ -256,6 +256,15 @@ def _source_config(source: str | Path | WorldModelConfig) -> tuple[WorldModelCon
                 f"{text!r} is a diffusers-format backbone, not a saved world model: load it as the "
                 f"backbone of a preset, e.g. load_world_model('cogvideox-2b', backbone={text!r})"
             )
+        if (path / "MANIFEST.json").is_file() and (path / "trainable.safetensors").is_file():
+            raise FileNotFoundError(
+                f"{text!r} is a training checkpoint, not a world model: export it first with "
+                f"`vap-env train export --checkpoint {text}` and load the directory it prints"
+            )
+        if (path / "export" / CONFIG_FILE).is_file():
+            raise FileNotFoundError(
+                f"{text!r} is a training run directory: its world model is {str(path / 'export')!r}"
+            )
         raise FileNotFoundError(f"{text!r} is a directory without {CONFIG_FILE}")
     parts = text.split("/")
     if path.exists() or text.startswith((".", "/", "~")) or len(parts) > 2:

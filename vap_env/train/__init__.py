@@ -31,6 +31,7 @@ _EXPORTS = {
     "Trainer": "trainer",
     "TrainResult": "trainer",
     "train": "trainer",
+    "export_checkpoint": "trainer",
 }
 
 

@@ -75,7 +75,7 @@ from vap_env.models import (
 )
 from vap_env.models.config import TEMPORAL_COMPRESSION
 from vap_env.models.weights import CONFIG_FILE, read_saved_config, save_safetensors
-from vap_env.train.checkpoint import CheckpointManager, atomic_directory
+from vap_env.train.checkpoint import CheckpointManager, atomic_directory, read_manifest
 from vap_env.train.config import TrainConfig, load_train_config
 from vap_env.train.lgf import LGFLoss, build_teacher
 from vap_env.train.losses import (
@@ -450,6 +450,46 @@ def take_vae(wm: WorldModel, source: str) -> None:
     set_latent_scale(wm, float(donor.vae.config.scaling_factor))
 
 
+def build_model(
+    cfg: TrainConfig, device: torch.device | str, compute_dtype: torch.dtype
+) -> WorldModel:
+    """The world model a run of ``cfg`` trains, before any checkpoint is loaded into it.
+
+    Its trainable parts (the stage's, or ``cfg.trainable``) require grad, the rest not. Frozen
+    parts of a pretrained backbone are held in ``compute_dtype``; a model built from its config
+    (tiny) stays float32 (autocast computes in the mixed precision) so that its export does not
+    round the frozen VAE.
+    """
+    trainable = _trainable_override(cfg)
+    source = _source_config(cfg.model)
+    if cfg.stage == "vae" and source is not None and source.backbone is not None:
+        raise ValueError(
+            f"stage 'vae' trains a VAE from scratch, but model {cfg.model!r} loads the pretrained "
+            f"backbone {source.backbone!r} (whose VAE the transformer was trained on): "
+            "use the 'vae' stage only for models built from their config, such as 'tiny'"
+        )
+    built = source is not None and source.backbone is None
+    with warnings.catch_warnings():
+        # Untrained context channels are what this run may train; the trainer checks that.
+        warnings.filterwarnings("ignore", message=".*ignore the context frame")
+        wm = load_world_model(
+            cfg.model,
+            device=device,
+            dtype=torch.float32 if built else compute_dtype,
+            gradient_checkpointing=cfg.gradient_checkpointing,
+        )
+    if cfg.vae_from is not None:
+        take_vae(wm, cfg.vae_from)
+    if trainable is not None:
+        # Not a load_world_model override: which parts a saved model holds depends on the
+        # config's trainable list, and the stage's choice must not change what is loaded.
+        wm.config = dataclasses.replace(wm.config, trainable=trainable)
+        wm.requires_grad_(False)
+        for p in wm.trainable_parameters():
+            p.requires_grad_(True)
+    return wm
+
+
 def _flatten(value: Any, sep: str, prefix: str = "") -> dict[str, Any]:
     """Nested dicts -> one level, keys joined with ``sep``."""
     if not isinstance(value, dict):
@@ -586,36 +626,7 @@ class Trainer:
                     f"{self.num_episodes} process(es), or on more episodes"
                 )
         set_seed(cfg.seed)
-        trainable = _trainable_override(cfg)
-        source = _source_config(cfg.model)
-        if cfg.stage == "vae" and source is not None and source.backbone is not None:
-            raise ValueError(
-                f"stage 'vae' trains a VAE from scratch, but model {cfg.model!r} loads the pretrained "
-                f"backbone {source.backbone!r} (whose VAE the transformer was trained on): "
-                "use the 'vae' stage only for models built from their config, such as 'tiny'"
-            )
-        # Frozen parts of a pretrained backbone are held in the compute dtype (memory); a model
-        # built from its config (tiny) is exported whole, so it stays float32 (autocast computes in
-        # the mixed precision) and the export does not round its frozen VAE.
-        built = source is not None and source.backbone is None
-        with warnings.catch_warnings():
-            # Untrained context channels are what this run may train; checked below instead.
-            warnings.filterwarnings("ignore", message=".*ignore the context frame")
-            self.wm = load_world_model(
-                cfg.model,
-                device=acc.device,
-                dtype=torch.float32 if built else _WEIGHT_DTYPES[precision],
-                gradient_checkpointing=cfg.gradient_checkpointing,
-            )
-        if cfg.vae_from is not None:
-            take_vae(self.wm, cfg.vae_from)
-        if trainable is not None:
-            # Not a load_world_model override: which parts a saved model holds depends on the
-            # config's trainable list, and the stage's choice must not change what is loaded.
-            self.wm.config = dataclasses.replace(self.wm.config, trainable=trainable)
-            self.wm.requires_grad_(False)
-            for p in self.wm.trainable_parameters():
-                p.requires_grad_(True)
+        self.wm = build_model(cfg, acc.device, _WEIGHT_DTYPES[precision])
         params = self.wm.trainable_parameters()
         if (
             cfg.stage == "diffusion"
@@ -1037,3 +1048,81 @@ def train(
 ) -> TrainResult:
     """Build a ``Trainer`` and run it (the body of ``vap-env train``)."""
     return Trainer(cfg, resume=resume, dataset_factory=dataset_factory).train()
+
+
+def export_checkpoint(
+    checkpoint: str | Path, out: str | Path | None = None, *, device: str = "cpu"
+) -> Path:
+    """Export one checkpoint of a ``diffusion``-stage run as a world model (``weights=<dir>``).
+
+    The run's ``train_config.yaml`` (in the checkpoint's run directory) rebuilds the model as the
+    trainer did; the checkpoint's trainable weights go into it, and it is saved as the end of the
+    run would save it (``export_dtype``), atomically. This is how an earlier checkpoint of a run
+    gets evaluated (``vap-env train eval --weights``) or picked.
+
+    Args:
+        checkpoint: ``<output_dir>/checkpoints/checkpoint-<step>``.
+        out: the export directory (default: ``<output_dir>/export-<step>``); must not exist.
+        device: where to build the model (the frozen backbone of a real preset is loaded).
+    Returns:
+        The export directory.
+    """
+    ckpt = Path(checkpoint)
+    manifest = read_manifest(ckpt, verify=True)
+    if manifest is None:
+        raise ValueError(
+            f"{str(ckpt)!r} is not a complete training checkpoint (no MANIFEST.json, or a file does "
+            "not match it); pass <output_dir>/checkpoints/checkpoint-<step>"
+        )
+    step = int(manifest["step"])
+    config_path = ckpt.parent.parent / TRAIN_CONFIG_FILE
+    if not config_path.is_file():
+        raise FileNotFoundError(
+            f"{str(config_path)!r} does not exist: a checkpoint is exported with the config of its "
+            "run, which the trainer writes into output_dir; keep checkpoints/ inside the run "
+            "directory"
+        )
+    cfg = load_train_config(config_path)
+    if cfg.stage != "diffusion":
+        raise ValueError(
+            f"checkpoint {str(ckpt)!r} is from a {cfg.stage!r}-stage run, whose export measures "
+            "the latent scale on the training data: export the newest checkpoint by resuming, "
+            f"`vap-env train --config {config_path} --resume --max-steps {step}`"
+        )
+    weights_file = ckpt / TRAINABLE_FILE
+    if not weights_file.is_file():
+        raise FileNotFoundError(
+            f"checkpoint {str(ckpt)!r} has no {TRAINABLE_FILE}: FSDP / DeepSpeed runs save a "
+            "sharded model state; export those with `accelerate merge-weights` or by resuming"
+        )
+    target = Path(out) if out is not None else ckpt.parent.parent / f"export-{step:08d}"
+    if target.exists():
+        raise FileExistsError(f"{str(target)!r} exists; pass another --out or delete it")
+    precision = manifest.get("mixed_precision") or cfg.mixed_precision
+    wm = build_model(cfg, device, _WEIGHT_DTYPES.get(precision, torch.float32))
+    # names as the trainer saved them: parameters of TrainingModule, whose world model is `wm.`
+    # (the LGF projector, `lgf.`, is a training-only head)
+    state = {
+        name.removeprefix("wm."): tensor
+        for name, tensor in load_file(str(weights_file)).items()
+        if name.startswith("wm.")
+    }
+    params = {n: p for n, p in wm.named_parameters() if p.requires_grad}
+    if sorted(state) != sorted(params):
+        missing, unexpected = sorted(set(params) - set(state)), sorted(set(state) - set(params))
+        raise KeyError(
+            f"checkpoint {str(ckpt)!r} does not fit the model of {str(config_path)!r} (missing "
+            f"{missing[:3]}, unexpected {unexpected[:3]}): was the config changed after the run?"
+        )
+    with torch.no_grad():
+        for name, tensor in state.items():
+            params[name].data = tensor.to(device=params[name].device, dtype=torch.float32)
+    source = _source_config(cfg.model)
+    if source is not None:  # as Trainer.export: the preset's trainable parts, not the stage's
+        wm.config = dataclasses.replace(wm.config, trainable=source.trainable)
+    with atomic_directory(target, extra={"name": cfg.name, "step": step}) as d:
+        wm.save_pretrained(d, dtype=cfg.export_dtype)
+        (d / "training.json").write_text(
+            json.dumps({"name": cfg.name, "stage": cfg.stage, "steps": step}, indent=1) + "\n"
+        )
+    return target

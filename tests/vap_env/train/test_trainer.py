@@ -16,6 +16,7 @@ from vap_env.train.trainer import (
     ClipBatch,
     Trainer,
     TrainingModule,
+    export_checkpoint,
     micro_batch_generator,
     set_latent_scale,
 )
@@ -94,7 +95,7 @@ def test_real_preset_trains_only_controlnet_and_lora(
     real_small_model_dir, tmp_path, synthetic_clips
 ):
     cfg = _cfg(
-        real_small_model_dir, tmp_path, max_steps=2, checkpoint_every=0, gradient_checkpointing=True
+        real_small_model_dir, tmp_path, max_steps=2, checkpoint_every=2, gradient_checkpointing=True
     )
     trainer = Trainer(cfg, dataset_factory=synthetic_clips())
     wm = trainer.wm
@@ -119,6 +120,11 @@ def test_real_preset_trains_only_controlnet_and_lora(
     reloaded = load_world_model(str(result.export_dir))
     assert reloaded.config.backbone == wm.config.backbone
     for n, t in reloaded.state_dict().items():
+        assert torch.equal(t, after[n]), n
+    # exporting the step-2 checkpoint afterwards gives the same ControlNet + LoRA model
+    again = load_world_model(str(export_checkpoint(result.checkpoint, tmp_path / "again")))
+    assert again.config == dataclasses.replace(reloaded.config, weights=again.config.weights)
+    for n, t in again.state_dict().items():
         assert torch.equal(t, after[n]), n
 
 
@@ -511,3 +517,48 @@ def test_an_interrupted_run_says_where_it_stopped(micro_model_dir, tmp_path, syn
     with pytest.raises(KeyboardInterrupt):
         fresh.train()
     assert fresh.stop_message() == "stopped at step 3; no checkpoint yet"
+
+
+def test_any_kept_checkpoint_exports_as_a_world_model(micro_model_dir, tmp_path, synthetic_clips):
+    from safetensors.torch import load_file
+
+    from vap_env.models.weights import WEIGHTS_FILE
+
+    lgf = LGFConfig(weight=0.5, window=3, projector_hidden=16, random_dim=8)  # lgf.* not exported
+    cfg = _cfg(micro_model_dir, tmp_path / "run", lgf=lgf, log_with=None)
+    result = Trainer(cfg, dataset_factory=synthetic_clips(batch_size=1)).train()
+    ckpts = tmp_path / "run" / "checkpoints"
+    last = export_checkpoint(ckpts / "checkpoint-00000004")
+    assert last == tmp_path / "run" / "export-00000004"
+    a, b = load_file(str(last / WEIGHTS_FILE)), load_file(str(result.export_dir / WEIGHTS_FILE))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (last / "world_model.json").read_text() == (
+        result.export_dir / "world_model.json"
+    ).read_text()
+    from vap_env.cli import main as cli_main
+
+    out = tmp_path / "step2"
+    assert (
+        cli_main(
+            [
+                "train",
+                "export",
+                "--checkpoint",
+                str(ckpts / "checkpoint-00000002"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    earlier = load_file(str(out / WEIGHTS_FILE))
+    assert not all(torch.equal(earlier[k], a[k]) for k in a)  # step 2 is another model
+    with pytest.raises(FileExistsError, match="export-00000004' exists"):
+        export_checkpoint(ckpts / "checkpoint-00000004")
+    with pytest.raises(ValueError, match="not a complete training checkpoint"):
+        export_checkpoint(tmp_path / "run")
+    # what the loaders say when handed a checkpoint or a run directory instead of an export
+    with pytest.raises(FileNotFoundError, match="vap-env train export --checkpoint"):
+        load_world_model(str(ckpts / "checkpoint-00000002"))
+    with pytest.raises(FileNotFoundError, match=r"run directory: its world model is .*export'"):
+        load_world_model(str(tmp_path / "run"))
