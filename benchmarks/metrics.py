@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -46,13 +47,16 @@ class MetricResult:
         default=None, metadata={"help": "mask source of mask-based metrics (ST-IoU), else None"}
     )
     ci: tuple[float, float] | None = dataclasses.field(
-        default=None, metadata={"help": "bootstrap confidence interval of the mean, if computed"}
+        default=None, metadata={"help": "confidence interval of the mean, if computed"}
     )
     confidence: float | None = dataclasses.field(
         default=None, metadata={"help": "confidence level of ci (0.95 for a 95% interval)"}
     )
     n_excluded: int = dataclasses.field(
         default=0, metadata={"help": "values left out of the mean because they were NaN"}
+    )
+    ci_method: str | None = dataclasses.field(
+        default=None, metadata={"help": "how ci was computed: 'bootstrap' or 'wilson'"}
     )
 
     def to_dict(self) -> dict[str, Any]:
@@ -68,6 +72,7 @@ class MetricResult:
             "mask_source": self.mask_source,
             "ci": None if self.ci is None else [num(self.ci[0]), num(self.ci[1])],
             "confidence": self.confidence,
+            "ci_method": self.ci_method,
             "n_excluded": self.n_excluded,
         }
 
@@ -340,7 +345,36 @@ def summarize(
         ci,
         confidence if ci else None,
         n_excluded,
+        "bootstrap" if ci else None,
     )
+
+
+def wilson_interval(successes: int, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a success rate ``successes / n``.
+
+    A percentile bootstrap of 0/1 outcomes cannot reach past the observed rate (10 of 10 gives
+    [1, 1]); Wilson's interval can (10 of 10: [0.72, 1.00]) and stays inside [0, 1].
+    """
+    if n < 1 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n and n >= 1, got successes={successes}, n={n}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    z = statistics.NormalDist().inv_cdf(0.5 + confidence / 2.0)
+    p, z2 = successes / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def summarize_rate(
+    outcomes: Iterable[bool], *, name: str, confidence: float = 0.95
+) -> MetricResult:
+    """Success rate of (n,) boolean outcomes with its Wilson interval (see ``wilson_interval``)."""
+    v = [bool(x) for x in outcomes]
+    if not v:
+        return MetricResult(name, float("nan"), 0)
+    ci = wilson_interval(sum(v), len(v), confidence=confidence)
+    return MetricResult(name, sum(v) / len(v), len(v), None, ci, confidence, 0, "wilson")
 
 
 def pearson(x: ArrayLike | Iterable[float], y: ArrayLike | Iterable[float]) -> float:

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,7 +198,10 @@ class Config:
         default=SKILL_NAMES, metadata={"help": "skills of the scenes, cycled"}
     )
     chunks: int = field(default=4, metadata={"help": "env steps (chunks of K actions) per episode"})
-    preset: str = field(default="rt1", metadata={"help": "env preset: rt1 (the synthetic scene)"})
+    preset: str = field(
+        default="rt1",
+        metadata={"help": "env preset: rt1 or droid (synthetic scenes of the preset's robot)"},
+    )
     weights: str | None = field(default=None, metadata={"help": "world model (None: the preset's)"})
     num_inference_steps: int | None = field(
         default=None, metadata={"help": "denoising steps per chunk (None: the model's default)"}
@@ -236,21 +240,53 @@ class Config:
             )
         for p in self.policies:
             parse_policy(p)
+        repeated = sorted({p for p in self.policies if self.policies.count(p) > 1})
+        if repeated:
+            raise ValueError(
+                f"policies={list(self.policies)} lists {repeated} more than once: each policy is "
+                "rolled out once per scene; list it once"
+            )
         unknown = [s for s in self.skills if s not in SKILL_NAMES]
         if unknown or not self.skills:
             raise ValueError(f"skills {list(self.skills)}: unknown {unknown}; use {SKILL_NAMES}")
 
 
+def _act(policy: Any, name: str, observation: dict[str, Any], ctx: PolicyContext) -> np.ndarray:
+    """``policy.act`` checked to be one finite (K, D) chunk of the env's action space."""
+    from policies import as_chunk
+
+    try:
+        return as_chunk(
+            policy.act(observation), where=f"policy {name!r}", shape=ctx.action_space.shape
+        )
+    except ValueError as err:
+        raise ValueError(
+            f"{err}; a policy that returns one (D,) action per call can be wrapped as "
+            f"make_policy('single_action', inner=policy, chunk_size={ctx.chunk_size})"
+        ) from None
+
+
 def _rollout_world_model(
-    envs: Any, start: Any, policies: list[Any], seed: int, chunks: int
+    envs: Any,
+    start: Any,
+    policies: list[Any],
+    names: list[str],
+    ctx: PolicyContext,
+    seed: int,
+    chunks: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """All policies from ``start`` in one vector env -> (videos, skeletons), each (P, 1 + n*K, H, W, 3)."""
-    obs, _ = envs.reset(seed=seed, options=start.reset_options())
+    # Every slot gets the scene's seed: the policies meet the same model noise (common random
+    # numbers), and a policy's numbers do not depend on its place in the list.
+    obs, _ = envs.reset(seed=[seed] * len(policies), options=start.reset_options())
     videos = [[obs["image"][i]] for i in range(len(policies))]
     skeletons = [[obs["skeleton"][i]] for i in range(len(policies))]
     for _ in range(chunks):
         actions = np.stack(
-            [p.act({k: v[i] for k, v in obs.items()}) for i, p in enumerate(policies)]
+            [
+                _act(p, names[i], {k: v[i] for k, v in obs.items()}, ctx)
+                for i, p in enumerate(policies)
+            ]
         )
         obs, _, _, _, info = envs.step(actions)
         for i in range(len(policies)):
@@ -259,12 +295,23 @@ def _rollout_world_model(
     return np.asarray(videos), np.asarray(skeletons)
 
 
-def rollout_ground_truth(sim: Any, start: Any, policy: Any, chunks: int) -> np.ndarray:
-    """One policy from ``start`` in the simulator -> video (1 + n*K, H, W, 3)."""
+def rollout_ground_truth(
+    sim: Any,
+    start: Any,
+    policy: Any,
+    chunks: int,
+    ctx: PolicyContext | None = None,
+    name: str = "policy",
+) -> np.ndarray:
+    """One policy from ``start`` in the simulator -> video (1 + n*K, H, W, 3).
+
+    With ``ctx``, each chunk is first checked against its action space (errors name ``name``).
+    """
     obs = sim.reset(start.spec)
     frames = [obs["image"]]
     for _ in range(chunks):
-        chunk_frames, obs = sim.step(policy.act(obs))
+        action = policy.act(obs) if ctx is None else _act(policy, name, obs, ctx)
+        chunk_frames, obs = sim.step(action)
         frames.extend(chunk_frames)
     return np.stack(frames)
 
@@ -275,9 +322,27 @@ def _finite(x: float) -> float | None:
 
 
 def _rate(values: list[bool]) -> dict[str, Any]:
-    from benchmarks.metrics import summarize
+    from benchmarks.metrics import summarize_rate
 
-    return summarize([float(v) for v in values], name="success_rate").to_dict()
+    return summarize_rate(values, name="success_rate").to_dict()
+
+
+def policy_seed(scene_seed: int, policy: str) -> int:
+    """The seed of ``policy`` in a scene: the same on both sides, whatever the policy list is."""
+    key = zlib.crc32(policy.encode())
+    return int(np.random.SeedSequence([scene_seed, key]).generate_state(1)[0])
+
+
+def _agreement_notes(real: list[float], n_scenes: int) -> list[str]:
+    """Why Pearson / MMRV over these policies say little or nothing (empty: they can be read)."""
+    notes = []
+    if len(real) == 2:
+        notes.append(
+            "with two policies Pearson r can only be -1, 0 or 1: rank three or more policies"
+        )
+    if n_scenes < 10:
+        notes.append(f"{n_scenes} scene(s): success rates move in steps of 1/{n_scenes}")
+    return notes
 
 
 def run(cfg: Config) -> dict[str, Any]:
@@ -326,18 +391,18 @@ def _run(cfg: Config) -> dict[str, Any]:
             start = make_scene_start(envs.config.robot, skill, scene_seed, width, height)
             goal = goal_region(start)
             # Each policy gets the same seed on both sides, so stochastic policies draw the same noise.
-            seeds = [scene_seed * 64 + p for p in range(len(cfg.policies))]
+            seeds = [policy_seed(scene_seed, name) for name in cfg.policies]
             wm_policies = [
                 make_ope_policy(name, start, ctx, seed)
                 for name, seed in zip(cfg.policies, seeds, strict=True)
             ]
             wm_videos, skeletons = _rollout_world_model(
-                envs, start, wm_policies, scene_seed, cfg.chunks
+                envs, start, wm_policies, list(cfg.policies), ctx, scene_seed, cfg.chunks
             )
             gt_videos = []
             for p, name in enumerate(cfg.policies):
                 policy = make_ope_policy(name, start, ctx, seeds[p])
-                gt_video = rollout_ground_truth(sim, start, policy, cfg.chunks)
+                gt_video = rollout_ground_truth(sim, start, policy, cfg.chunks, ctx, name)
                 gt_videos.append(gt_video)
                 gt_ok, gt_score = detector(gt_video, goal)
                 wm_ok, wm_score = detector(wm_videos[p], goal)
@@ -387,13 +452,19 @@ def _run(cfg: Config) -> dict[str, Any]:
     gt = [p["gt_success_rate"]["value"] for p in per_policy]
     wm = [p["wm_success_rate"]["value"] for p in per_policy]
     state = [p["gt_state_success_rate"]["value"] for p in per_policy]
+
+    def ranked(real: list[float], metric: Callable[[list[float]], float]) -> float | None:
+        # Policies that succeed equally often in reality have no order to agree with: SimplerEnv's
+        # Pearson would say 1 (or 0) and MMRV 0, which reads as agreement; report none instead.
+        return None if max(real) == min(real) else metric(real)
+
     agreement = {
         # "real" is the same detector on the simulator's videos, so detector errors on either
         # side cancel; the *_vs_state figures rank against the simulator's true outcomes instead.
-        "pearson": pearson(gt, wm),
-        "mmrv": mean_maximum_rank_violation(real=gt, sim=wm),
-        "pearson_vs_state": pearson(state, wm),
-        "mmrv_vs_state": mean_maximum_rank_violation(real=state, sim=wm),
+        "pearson": ranked(gt, lambda r: pearson(r, wm)),
+        "mmrv": ranked(gt, lambda r: mean_maximum_rank_violation(real=r, sim=wm)),
+        "pearson_vs_state": ranked(state, lambda r: pearson(r, wm)),
+        "mmrv_vs_state": ranked(state, lambda r: mean_maximum_rank_violation(real=r, sim=wm)),
         "episode_agreement": float(np.mean([r["gt_success"] == r["wm_success"] for r in rows])),
         "detector_accuracy_on_ground_truth": float(
             np.mean([r["gt_success"] == r["gt_state_success"] for r in rows])
@@ -401,6 +472,24 @@ def _run(cfg: Config) -> dict[str, Any]:
         "n_policies": len(per_policy),
         "n_scenes": cfg.scenes,
     }
+    notes = _agreement_notes(gt, cfg.scenes)
+    for what, real in (("detector", gt), ("simulator-state", state)):
+        if max(real) == min(real):
+            notes.append(
+                f"the policies' {what} ground-truth success rates are all {real[0]:.2f}: there is "
+                f"no ranking to agree with, so its Pearson r and MMRV are null"
+            )
+    if agreement["detector_accuracy_on_ground_truth"] < 0.8:
+        notes.append(
+            "the detector agrees with the simulator's outcome on only "
+            f"{agreement['detector_accuracy_on_ground_truth']:.0%} of ground-truth episodes: "
+            "these figures measure the detector more than the world model"
+        )
+    if any(r["wm_score"] is None or r["gt_score"] is None for r in rows):
+        notes.append(
+            "a null gt_score / wm_score is an episode whose last frame shows none of the "
+            "object's colour (the detector cannot score it; it counts as a failure)"
+        )
     return {
         "benchmark": "ope",
         "config": dataclasses.asdict(cfg),
@@ -411,6 +500,7 @@ def _run(cfg: Config) -> dict[str, Any]:
         "episodes": rows,
         "policies": per_policy,
         "agreement": agreement,
+        "notes": notes,
         "videos": videos_written,
         "seconds": time.perf_counter() - start_time,
     }
@@ -442,20 +532,28 @@ def format_report(report: dict[str, Any]) -> str:
         "ground truth (simulator state)",
     ]
     a = report["agreement"]
+
+    def num(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.3f}"
+
+    # reports saved before intervals named their method were bootstrap ones
+    method = report["policies"][0]["gt_success_rate"].get("ci_method") or "bootstrap"
+    notes = "".join(f"\n- {note}" for note in report.get("notes", []))
     return (
         markdown_table(header, rows)
-        + f"\n\nPearson r = {a['pearson']:.3f}, MMRV = {a['mmrv']:.3f} over {a['n_policies']} "
+        + f"\n\nPearson r = {num(a['pearson'])}, MMRV = {num(a['mmrv'])} over {a['n_policies']} "
         f"policies x {a['n_scenes']} scenes (real = the detector on the ground-truth simulator's "
         f"videos, sim = the detector on the world model's, weights {report['weights']!r}); "
         + (
-            f"against the simulator's state instead: Pearson r = {a['pearson_vs_state']:.3f}, "
-            f"MMRV = {a['mmrv_vs_state']:.3f}; "
+            f"against the simulator's state instead: Pearson r = {num(a['pearson_vs_state'])}, "
+            f"MMRV = {num(a['mmrv_vs_state'])}; "
             if "pearson_vs_state" in a  # reports saved before these figures existed lack them
             else ""
         )
         + f"per-episode agreement {a['episode_agreement']:.2f}; detector "
         f"accuracy on ground-truth videos {a['detector_accuracy_on_ground_truth']:.2f}. "
-        "Success rates are means over scenes with 95% bootstrap intervals."
+        f"Success rates over scenes with 95% {method} intervals."
+        + (f"\n\nNotes:{notes}" if notes else "")
     )
 
 

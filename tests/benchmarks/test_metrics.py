@@ -25,6 +25,8 @@ from benchmarks.metrics import (
     ssim,
     st_iou,
     summarize,
+    summarize_rate,
+    wilson_interval,
 )
 
 
@@ -191,6 +193,20 @@ def test_summarize_excludes_nan_and_reports_n():
     assert summarize([float("nan")], name="x").n == 0
     one = summarize([0.3], name="x")
     assert (one.value, one.n, one.ci, one.confidence) == (0.3, 1, None, None)
+
+
+def test_wilson_interval_of_success_rates():
+    # closed form at z = 1.959964: 10/10 -> [0.7225, 1], 0/10 -> [0, 0.2775], 5/10 symmetric
+    assert wilson_interval(10, 10) == pytest.approx((0.72246, 1.0), abs=1e-4)
+    assert wilson_interval(0, 10) == pytest.approx((0.0, 0.27754), abs=1e-4)
+    assert wilson_interval(5, 10) == pytest.approx((0.23659, 0.76341), abs=1e-4)
+    lo99, hi99 = wilson_interval(5, 10, confidence=0.99)
+    assert lo99 < 0.23659 and hi99 > 0.76341
+    r = summarize_rate([True, True, False, True], name="success_rate")
+    assert (r.value, r.n, r.ci_method) == (0.75, 4, "wilson")
+    assert r.ci == pytest.approx(wilson_interval(3, 4))
+    with pytest.raises(ValueError, match="successes=11, n=10"):
+        wilson_interval(11, 10)
 
 
 def test_mmrv_and_pearson_reproduce_simplerenv_pick_coke_can():

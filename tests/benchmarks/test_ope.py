@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from benchmarks.metrics import mean_maximum_rank_violation, pearson
@@ -48,8 +49,16 @@ def test_ope_end_to_end(tmp_path, capsys):
     gt = [policies[p]["gt_success_rate"]["value"] for p in cfg.policies]
     wm = [policies[p]["wm_success_rate"]["value"] for p in cfg.policies]
     agreement = report["agreement"]
-    assert agreement["pearson"] == pytest.approx(pearson(gt, wm))
-    assert agreement["mmrv"] == pytest.approx(mean_maximum_rank_violation(real=gt, sim=wm))
+    if gt[0] == gt[1]:  # no ranking to agree with: null, not SimplerEnv's 1 / 0
+        assert agreement["pearson"] is None and agreement["mmrv"] is None
+        assert any("no ranking to agree with" in n for n in report["notes"])
+    else:
+        assert agreement["pearson"] == pytest.approx(pearson(gt, wm))
+        assert agreement["mmrv"] == pytest.approx(mean_maximum_rank_violation(real=gt, sim=wm))
+    assert any("two policies" in n for n in report["notes"])
+    # Wilson intervals: 2 of 2 successes is not [1, 1]
+    rate = policies["scripted:0"]["gt_state_success_rate"]
+    assert rate["ci_method"] == "wilson" and rate["ci"][0] < 0.5 and rate["ci"][1] == 1.0
     state = [1.0, 0.0]  # the simulator's outcomes of scripted:0 and random
     assert agreement["pearson_vs_state"] == pytest.approx(pearson(state, wm), nan_ok=True)
     assert agreement["mmrv_vs_state"] == pytest.approx(
@@ -65,6 +74,7 @@ def test_ope_end_to_end(tmp_path, capsys):
     assert video.shape == (9, 2 * h * scale, 3 * w * scale, 3)
     printed = capsys.readouterr().out
     assert "Pearson r" in printed and "MMRV" in printed and "scripted:0" in printed
+    assert "95% wilson intervals" in printed and "Notes:" in printed
     assert (out / "ope.md").read_text().startswith("# Offline policy evaluation")
 
 
@@ -77,6 +87,8 @@ def test_policy_specs_and_config_errors(capsys):
         parse_policy("scripted:lots")
     with pytest.raises(ValueError, match="at least two policies"):
         Config(policies=("random",))
+    with pytest.raises(ValueError, match=r"lists \['random'\] more than once"):
+        Config(policies=("random", "scripted:0", "random"))
     with pytest.raises(ValueError, match="unknown"):
         Config(skills=("juggle",))
     with pytest.raises(SystemExit):  # the CLI reports a rejected option as a usage error
@@ -124,3 +136,40 @@ def test_a_saved_sb3_model_is_ranked_like_any_policy(tmp_path):
     # The untrained model acts in both worlds (it reads image, skeleton and proprio in each).
     assert rows[f"sb3:{path}"]["gt_state_success"] is False
     assert rows["scripted:0"]["gt_state_success"] is True
+
+
+def _small(policies: tuple[str, ...]) -> Config:
+    return Config(
+        scenes=1,
+        policies=policies,
+        skills=("pick",),
+        chunks=1,
+        num_inference_steps=1,
+        videos=0,
+        threads=1,
+        progress=False,
+    )
+
+
+def test_a_policys_numbers_do_not_depend_on_its_place_in_the_list():
+    def by_policy(report):
+        return {r["policy"]: (r["wm_score"], r["gt_score"]) for r in report["episodes"]}
+
+    a = by_policy(run(_small(("scripted:0.02", "random"))))
+    b = by_policy(run(_small(("random", "scripted:0.02"))))
+    assert a == b
+
+
+def test_a_policy_that_returns_one_action_gets_the_fix(monkeypatch):
+    from benchmarks import ope
+
+    class OneAction:
+        def reset(self, instruction, seed=None):
+            pass
+
+        def act(self, observation):
+            return np.zeros(7, np.float32)  # (D,), not a (K, D) chunk
+
+    monkeypatch.setitem(ope.POLICY_KINDS, "one", lambda arg, start, ctx, seed: OneAction())
+    with pytest.raises(ValueError, match=r"policy 'one' must return .*\(8, 7\).*single_action"):
+        run(_small(("random", "one")))
