@@ -106,6 +106,7 @@ def run(cfg: Config, num_envs: int) -> dict[str, Any]:
         "max_episode_steps": cfg.steps + cfg.warmup + 1,
         "num_inference_steps": cfg.num_inference_steps,
         "device": cfg.device,
+        "info_timings": True,  # the kinematics / world-model split of a step
     }
     if cfg.weights is not None:
         overrides["weights"] = cfg.weights

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -46,6 +47,18 @@ if TYPE_CHECKING:
 __all__ = ["RESET_OPTION_KEYS", "SlotStart", "VAPCore", "resolve_weights"]
 
 # Keys of reset(options=...) that describe a starting state; "episode" excludes all of them.
+
+
+def _one_thread_after_fork() -> None:
+    # A child forked from a process whose OpenMP pool has run (any torch op) hangs in its first
+    # parallel region: Gymnasium's AsyncVectorEnv forks its workers by default on Linux. One
+    # thread per child never enters that pool (as torch's DataLoader workers do), and N workers
+    # side by side are the parallelism anyway.
+    torch.set_num_threads(1)
+
+
+os.register_at_fork(after_in_child=_one_thread_after_fork)
+
 STATE_KEYS = ("image", "instruction", "joints", "tcp_pose", "gripper", "camera")
 RESET_OPTION_KEYS = (*STATE_KEYS, "episode")
 # |xyz| bound of the TCP in ``proprio``: both robots reach less than 2 m from their base.

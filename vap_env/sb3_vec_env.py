@@ -62,16 +62,16 @@ class SB3VecEnv(VecEnv):
             )
         self.env = env  # before VecEnv.__init__, which reads render_mode through get_attr
         super().__init__(env.num_envs, env.single_observation_space, env.single_action_space)
+        # the env's render modes and fps (SB3's VecVideoRecorder reads render_fps), not SB3's default
+        self.metadata = dict(env.metadata)
         self._actions: np.ndarray | None = None
 
     def reset(self) -> dict[str, np.ndarray]:
         seeds = None if all(s is None for s in self._seeds) else list(self._seeds)
-        options = self._options[0] if all(o == self._options[0] for o in self._options) else None
-        if options is None:
-            per_env = [dict(o) for o in self._options]
-            obs, infos = self.env.reset(seed=seeds, options={"per_env": per_env})
-        else:
-            obs, infos = self.env.reset(seed=seeds, options=dict(options))
+        # Always per env: SB3's set_options copies even one shared dict per env, and options hold
+        # arrays (a start image, joints), which `==` cannot compare.
+        per_env = [dict(o) for o in self._options]
+        obs, infos = self.env.reset(seed=seeds, options={"per_env": per_env})
         self.reset_infos = [unbatch_info(infos, i) for i in range(self.num_envs)]
         self._reset_seeds()
         self._reset_options()

@@ -18,8 +18,9 @@ pixels grows over an episode (measured with ``tiny-rt1``, one denoising step: 0.
 after 1 chunk, 0.5% after 8, each off by one level). Proprio, rewards and infos are exact. It is
 faster because the kinematics of all envs feed one batched diffusion call. ``SyncVectorEnv`` and
 ``AsyncVectorEnv`` over ``gym.make(...)`` work too (each env, or worker, has its own pybullet client
-and model); give ``AsyncVectorEnv`` ``context="spawn"`` (``make_vec(..., vector_kwargs={"context":
-"spawn"})``), as forking a process whose torch thread pool has run can deadlock the child.
+and model), with its default ``fork`` context too: a forked worker runs torch on one thread (set
+at fork by ``vap_env.core``), since a child's first multi-threaded op after its parent's thread
+pool has run hangs.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-from gymnasium.error import ResetNeeded
+from gymnasium.error import ClosedEnvironmentError, ResetNeeded
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
@@ -110,6 +111,11 @@ class VAPVectorEnv(VectorEnv):
         """K, the number of actions per env per step."""
         return self.core.chunk_frames
 
+    def _open_core(self, call: str) -> VAPCore:
+        if getattr(self, "core", None) is None:
+            raise ClosedEnvironmentError(f"envs.{call}() after envs.close(); make a new env")
+        return self.core
+
     def _observations(self) -> dict[str, np.ndarray]:
         core = self.core
         return {
@@ -141,6 +147,7 @@ class VAPVectorEnv(VectorEnv):
         options: dict[str, Any] | None = None,
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Reset every env (or those in ``options["reset_mask"]``); see the class docstring."""
+        self._open_core("reset")
         seeds = self._seeds(seed)
         if isinstance(seed, int | np.integer):
             super().reset(seed=int(seed))
@@ -188,7 +195,7 @@ class VAPVectorEnv(VectorEnv):
         self, actions: np.ndarray
     ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Step every env with its chunk ``actions[i]`` (num_envs, K, D); autoreset as configured."""
-        core = self.core
+        core = self._open_core("step")
         if not core.started.all():
             raise ResetNeeded("Cannot call envs.step() before calling envs.reset()")
         shape = self.action_space.shape
@@ -238,7 +245,8 @@ class VAPVectorEnv(VectorEnv):
         """One rgb_array per env (``render_mode="rgb_array"``), else None."""
         if self.render_mode is None:
             return None
-        return tuple(self.core.render(i) for i in range(self.num_envs))
+        core = self._open_core("render")
+        return tuple(core.render(i) for i in range(self.num_envs))
 
     def close_extras(self, **kwargs: Any) -> None:
         """Release the robot model's pybullet client."""

@@ -27,7 +27,7 @@ from vap_env.actions import matrix_to_rotvec, rotvec_to_matrix, validate_chunk
 __all__ = ["SingleActionWrapper", "TorchVectorWrapper", "TorchWrapper", "to_numpy", "to_torch"]
 
 
-class SingleActionWrapper(gym.Wrapper):
+class SingleActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Adapt a policy that emits one action per control step (as RT-1 policies do) to (K, D) chunks.
 
     The wrapped env's action space is ``(K, D)``; this one is ``(D,)``. One policy action becomes a
@@ -49,7 +49,9 @@ class SingleActionWrapper(gym.Wrapper):
     MODES = ("repeat", "spread")
 
     def __init__(self, env: gym.Env, mode: str = "repeat") -> None:
-        super().__init__(env)
+        # recorded so that env.spec (and gym.make(env.spec), check_env) can rebuild the wrapper
+        gym.utils.RecordConstructorArgs.__init__(self, mode=mode)
+        gym.Wrapper.__init__(self, env)
         if mode not in self.MODES:
             raise ValueError(f"mode must be one of {self.MODES}, got {mode!r}")
         space = env.action_space
@@ -135,7 +137,7 @@ def to_numpy(value: Any) -> Any:
     return value
 
 
-class TorchWrapper(gym.Wrapper):
+class TorchWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Torch tensors in (actions, reset options), torch tensors out (observations, info arrays).
 
     Reward, terminated and truncated stay Python scalars and ``render()`` stays NumPy, as with
@@ -147,7 +149,8 @@ class TorchWrapper(gym.Wrapper):
     """
 
     def __init__(self, env: gym.Env, device: str | torch.device | None = None) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, device=device)
+        gym.Wrapper.__init__(self, env)
         self.device = device
 
     def reset(

@@ -79,6 +79,23 @@ def test_sb3_vec_env_autoreset_and_infos():
             np.testing.assert_array_equal(info["terminal_observation"]["image"], info["frames"][-1])
             assert not np.array_equal(obs["image"][i], info["frames"][-1])
         assert venv.get_attr("chunk_frames") == [8, 8]
+        assert venv.metadata["render_fps"] == envs.metadata["render_fps"]  # for VecVideoRecorder
+        # SB3's per-env reset options: each env starts from its own frame and instruction
+        rng = np.random.default_rng(0)
+        starts = [
+            {
+                "image": rng.integers(0, 255, (64, 80, 3), dtype=np.uint8),
+                "instruction": f"pick can {i}",
+                "joints": np.asarray(envs.core.robot.home_q, np.float64),
+                "gripper": 0.0,
+            }
+            for i in range(2)
+        ]
+        venv.set_options(starts)
+        obs = venv.reset()
+        assert [r["instruction"] for r in venv.reset_infos] == ["pick can 0", "pick can 1"]
+        for i in range(2):
+            np.testing.assert_array_equal(obs["image"][i], starts[i]["image"])
         venv.set_attr("render_mode", None)  # all envs: fine
         with pytest.raises(ValueError, match=r"set_attr\('render_mode'\) on envs \[1\]"):
             venv.set_attr("render_mode", None, indices=[1])

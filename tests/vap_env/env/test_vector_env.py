@@ -5,13 +5,13 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
-from gymnasium.error import ResetNeeded
+import torch
+from gymnasium.error import ClosedEnvironmentError, ResetNeeded
 from gymnasium.vector import AutoresetMode
 
 from vap_env.vector_env import VAPVectorEnv
 
-# Wall-clock timings differ between any two runs; everything else must match.
-KW = {"num_inference_steps": 1, "info_timings": False}
+KW = {"num_inference_steps": 1}
 
 
 def _assert_close_frames(a: np.ndarray, b: np.ndarray) -> None:
@@ -155,17 +155,18 @@ def test_disabled_autoreset_requires_explicit_reset(small_actions):
         envs.step(small_actions(envs.action_space, rng))
     finally:
         envs.close()
+    with pytest.raises(ClosedEnvironmentError, match=r"envs.step\(\) after envs.close\(\)"):
+        envs.step(small_actions(envs.action_space, rng))
+    with pytest.raises(ClosedEnvironmentError, match=r"envs.reset\(\) after envs.close\(\)"):
+        envs.reset(seed=0)
 
 
-def test_async_vector_env_runs(small_actions):
-    # "spawn": forking a process whose torch thread pool is running can deadlock the child.
-    envs = gym.make_vec(
-        "VAP-RT1-v0",
-        num_envs=2,
-        vectorization_mode="async",
-        vector_kwargs={"context": "spawn"},
-        **KW,
-    )
+@pytest.mark.timeout(180)  # a child forked from a busy torch thread pool used to hang here
+def test_async_vector_env_runs_with_the_default_fork(small_actions):
+    torch.ones(256, 256) @ torch.ones(
+        256, 256
+    )  # the parent's thread pool has run (as in a test run)
+    envs = gym.make_vec("VAP-RT1-v0", num_envs=2, vectorization_mode="async", **KW)
     try:
         obs, _ = envs.reset(seed=0)
         assert obs["image"].shape == (2, 64, 80, 3)

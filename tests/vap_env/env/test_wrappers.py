@@ -36,6 +36,20 @@ def test_single_action_repeat_holds_the_action(make_env):
         SingleActionWrapper(make_env(), mode="hold")
 
 
+def test_wrappers_are_recorded_in_the_spec_and_pass_check_env(make_env):
+    from gymnasium.utils.env_checker import check_env
+
+    env = TorchWrapper(SingleActionWrapper(make_env(), mode="spread"))
+    assert [w.name for w in env.spec.additional_wrappers] == ["SingleActionWrapper", "TorchWrapper"]
+    assert env.spec.additional_wrappers[0].kwargs == {"mode": "spread"}
+    again = gym.make(env.spec)  # rebuilt with its wrappers
+    try:
+        assert isinstance(again, TorchWrapper) and again.env.mode == "spread"
+    finally:
+        again.close()
+    check_env(SingleActionWrapper(make_env(), mode="spread"), skip_render_check=True)
+
+
 def test_single_action_spread_interpolates_absolute_targets(make_env):
     env = SingleActionWrapper(make_env(action_mode="joint_pos"), mode="spread")
     obs, _ = env.reset(seed=0)
@@ -83,7 +97,7 @@ def test_single_action_is_checked_against_its_own_space(make_env):
 
 
 def test_torch_wrapper(make_env, small_actions):
-    env = TorchWrapper(make_env())
+    env = TorchWrapper(make_env(info_timings=True))
     obs, info = env.reset(seed=0)
     assert isinstance(obs["image"], torch.Tensor) and obs["image"].dtype == torch.uint8
     assert isinstance(info["instruction"], str)
@@ -100,6 +114,7 @@ def test_torch_wrapper(make_env, small_actions):
     assert reward == plain_reward
     assert not torch.equal(obs["proprio"], start)  # the action moved the arm
     assert isinstance(info["frames"], torch.Tensor) and info["frames"].shape == (8, 64, 80, 3)
+    assert set(info["timings"]) == {"kinematics", "world_model", "total"}
     assert isinstance(info["timings"]["total"], float)
     assert isinstance(reward, float) and isinstance(terminated, bool)
     # torch reset options (image) are converted back to NumPy for the env
