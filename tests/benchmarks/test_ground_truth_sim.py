@@ -119,3 +119,17 @@ def test_simulator_observation_has_the_envs_keys_and_skeleton(sim):
     np.testing.assert_array_equal(obs["skeleton"], env_obs["skeleton"])
     np.testing.assert_allclose(obs["proprio"], env_obs["proprio"], atol=1e-5)
     env.close()
+
+
+W, H = 80, 64
+
+
+def test_a_frame_flooded_with_the_object_colour_is_not_a_success():
+    start = make_scene_start("google_robot", "pick", seed=11, width=W, height=H)
+    goal = goal_region(start)
+    frame = goal.first_frame.copy()
+    colour = np.median(frame[goal.thing_mask], axis=0).astype(np.uint8)
+    frame[goal.window] = colour  # far more "object" pixels than the object has
+    assert goal.window.sum() > 4 * goal.thing_mask.sum()
+    ok, score = SuccessDetector()(frame[None], goal)
+    assert ok is False and np.isnan(score)

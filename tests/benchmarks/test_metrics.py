@@ -269,3 +269,11 @@ def test_metric_result_is_frozen():
     r = MetricResult("psnr", 20.0, 3)
     with pytest.raises(AttributeError):
         r.value = 1.0  # type: ignore[misc]
+
+
+def test_bootstrap_interval_has_the_asked_level():
+    # 50 zeros and 50 ones: resampled means ~ Binomial(100, 0.5) / 100, whose 2.5% and 97.5%
+    # quantiles are 0.40 and 0.60 (a 90% interval would be 0.42 .. 0.58).
+    v = np.array([0.0] * 50 + [1.0] * 50)
+    assert bootstrap_ci(v, confidence=0.95) == pytest.approx((0.40, 0.60), abs=0.005)
+    assert bootstrap_ci(v, confidence=0.90) == pytest.approx((0.42, 0.58), abs=0.005)

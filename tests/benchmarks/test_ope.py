@@ -17,7 +17,19 @@ def _reject(token: str) -> None:
     raise ValueError(f"non-standard JSON token {token}")
 
 
-def test_ope_end_to_end(tmp_path, capsys):
+def test_ope_end_to_end(tmp_path, capsys, monkeypatch):
+    from collections import Counter
+
+    from benchmarks import ope
+
+    built = []
+    make = ope.make_ope_policy
+
+    def recording(text, start, ctx, seed):
+        built.append((text, seed))
+        return make(text, start, ctx, seed)
+
+    monkeypatch.setattr(ope, "make_ope_policy", recording)
     out = tmp_path / "ope"
     cfg = Config(
         scenes=2,
@@ -66,6 +78,10 @@ def test_ope_end_to_end(tmp_path, capsys):
     )
     episode_agreement = sum(r["gt_success"] == r["wm_success"] for r in rows) / len(rows)
     assert agreement["episode_agreement"] == pytest.approx(episode_agreement)
+    accuracy = sum(r["gt_success"] == r["gt_state_success"] for r in rows) / len(rows)
+    assert agreement["detector_accuracy_on_ground_truth"] == pytest.approx(accuracy)
+    # each (policy, seed) is built twice, for the world model and the simulator: same noise
+    assert set(Counter(built).values()) == {2} and len(built) == 2 * 2 * 2
     # one grid per scene asked for: rows = policies, columns = ground truth | model | skeleton
     (video_path,) = report["videos"]
     video = read_video(video_path)

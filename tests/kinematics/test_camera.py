@@ -112,3 +112,11 @@ def test_pybullet_view_projection_draws_where_project_says(width, height, k):
         assert len(rows) >= 5
         # A sphere projects to a near-symmetric blob; its pixel centroid is within sampling noise.
         np.testing.assert_allclose([cols.mean(), rows.mean()], uv[i], atol=0.3)
+
+
+_K_RESIZE = np.array([[200.0, 0.0, 150.0], [0.0, 190.0, 110.0], [0.0, 0.0, 1.0]])
+
+
+def test_resized_scales_x_by_width_and_y_by_height():
+    cam = PinholeCamera(_K_RESIZE, np.eye(4), 320, 240).resized(160, 60)  # x / 2, y / 4
+    np.testing.assert_allclose(cam.K, [[100.0, 0, 75.0], [0, 47.5, 27.5], [0, 0, 1]])

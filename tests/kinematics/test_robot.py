@@ -8,7 +8,13 @@ import numpy as np
 import pybullet as pb
 import pytest
 
-from kinematics import IKResult, KeypointSpec, RobotModel, available_robots, load_robot
+from kinematics import (
+    IKResult,
+    KeypointSpec,
+    RobotModel,
+    available_robots,
+    load_robot,
+)
 from kinematics.transforms import matrix_to_quat, rotation_angle_deg
 
 # Reference figures (SimplerEnv's Google robot, pybullet FK of the source URDF; see the spec's description).
@@ -340,3 +346,15 @@ def test_bad_robot_files_name_the_file(tmp_path):
     spec["urdf"] = str(urdf)
     with pytest.raises(ValueError, match=r"cannot load the URDF .*broken\.urdf.*well-formed XML"):
         RobotModel(KeypointSpec.from_dict(spec, base_dir=tmp_path), geometry=False)
+
+
+def test_ik_converged_needs_position_and_orientation():
+    robot = load_robot("google_robot", geometry=False)
+    try:
+        target = robot.ee_pose(robot.home_q)
+        target[:3] = [3.0, 0.0, 1.0]  # out of reach, with any orientation accepted
+        res = robot.ik(target, robot.home_q, restarts=0, max_iters=30, rot_tol_deg=180.0)
+        assert res.pos_err_m > 1.0 and res.rot_err_deg < 180.0
+        assert not res.converged
+    finally:
+        robot.close()

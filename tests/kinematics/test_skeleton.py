@@ -150,3 +150,29 @@ def test_renderer_bad_inputs(google):
         ren.render(np.zeros((1, 13, 3)), google.default_camera(640, 512))
     with pytest.raises(ValueError, match="visible"):
         ren.render(np.zeros((1, 13, 3)), cam, visible=np.ones(3, bool))
+
+
+def test_nearer_edge_is_painted_over_the_farther_one():
+    spec = KeypointSpec(
+        name="cross",
+        urdf="unused.urdf",
+        arm_joints=(),
+        home=(),
+        ee=EEFrame(name="l", link="l"),
+        parts={"near": (255, 0, 0), "far": (0, 0, 255)},
+        keypoints=(
+            Keypoint("a", "l", "near"),
+            Keypoint("b", "l", "near"),
+            Keypoint("c", "l", "far"),
+            Keypoint("d", "l", "far"),
+        ),
+        # the far edge is listed last so drawing in spec order would also leave it on top
+        edges=(Edge("a", "b", "near"), Edge("c", "d", "far")),
+    )
+    cam = PinholeCamera(np.array([[100.0, 0, 80], [0, 100.0, 60], [0, 0, 1]]), np.eye(4), 160, 120)
+    # a horizontal edge at z = 1 m and a vertical one at z = 2 m, crossing at the image centre
+    pts = np.array([[[-0.5, 0, 1.0], [0.5, 0, 1.0], [0, -1.0, 2.0], [0, 1.0, 2.0]]])
+    img = SkeletonRenderer(spec, 160, 120).render(pts, cam)[0]
+    r, _, b = (int(c) for c in img[60, 80])
+    assert r > 200 and b < 60, (r, b)  # near (red) on top at the crossing
+    assert img[30, 80, 2] > 200  # the far (blue) edge is drawn elsewhere

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -83,3 +84,18 @@ def test_bad_config_names_the_value() -> None:
         ClipConfig(output="half")
     with pytest.raises(ValueError, match="rank = 2"):
         ClipDataset([], rank=2, world_size=2)
+
+
+def test_windows_are_full_and_aligned_with_their_actions(rt1_dataset_dir) -> None:
+    episodes = list(iter_episodes(rt1_dataset_dir, "train"))  # 3 episodes of 9 frames
+    cfg = ClipConfig(chunk_frames=4, stride=1, height=16, width=16, shuffle=False, masks=False)
+    items = list(ClipDataset(episodes, config=cfg))
+    # s + K < T: starts 0..4 for T = 9, K = 4
+    assert sorted({int(i["start"]) for i in items}) == [0, 1, 2, 3, 4]
+    assert len(items) == 3 * 5
+    by_id = {e.episode_id: e for e in episodes}
+    for item in items:
+        s = int(item["start"])
+        assert item["frames"].shape[0] == 4 and item["skeleton"].shape[0] == 5
+        actions = by_id[item["episode_id"]].actions[s : s + 4]
+        torch.testing.assert_close(item["actions"], torch.from_numpy(actions.astype(np.float32)))

@@ -159,3 +159,19 @@ def test_validate_chunk_clips_when_asked():
     # float32 rounding of the bounds is tolerated
     edge = np.float32(0.1) * np.ones((2, 3))
     validate_chunk(edge, low * 0.1, high * 0.1, clip=False)
+
+
+def test_zero_ee_delta_keeps_a_redundant_arm_where_it_is():
+    robot = load_robot("google_robot", geometry=False)
+    try:
+        mode = make_action_mode("ee_delta", robot, ActionLimits())
+        # a configuration away from home: the 7-joint arm reaches its TCP pose with many q
+        q0 = np.clip(
+            robot.home_q + np.array([0.4, -0.3, 0.5, 0.3, -0.4, 0.3, 0.5]),
+            robot.lower,
+            robot.upper,
+        )
+        traj = mode.rollout(q0, 0.0, np.zeros((4, 7)))
+        np.testing.assert_allclose(traj.q, np.tile(q0, (4, 1)), atol=1e-3)
+    finally:
+        robot.close()

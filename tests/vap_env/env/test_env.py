@@ -546,3 +546,32 @@ def test_intrinsics_set_the_default_camera_of_explicit_starts(make_env, start_st
     np.testing.assert_array_equal(obs["skeleton"], by_hand["skeleton"])
     with pytest.raises(ValueError, match=r"intrinsics = \(425\.0, 413\.1\) is not a camera"):
         make_env(intrinsics=(425.0, 413.1))
+
+
+class _EndsAtOnce(Task):
+    def step(self, slot, step):
+        return 0.0, True, {}
+
+
+def test_step_after_termination_needs_a_reset():
+    env = VAPEnv(preset="rt1", task=_EndsAtOnce(), num_inference_steps=1)
+    try:
+        env.reset(seed=0)
+        zeros = np.zeros((8, 7), np.float32)
+        assert env.step(zeros)[2] is True
+        with pytest.raises(ResetNeeded, match="ended"):
+            env.step(zeros)
+    finally:
+        env.close()
+
+
+def test_reach_reward_is_the_distance_after_the_last_action(make_env):
+    env = make_env(task="reach", action_mode="joint_delta")
+    obs, info = env.reset(seed=0)
+    chunk = np.zeros((8, 8), np.float32)
+    chunk[-1, 1] = 0.2  # only the chunk's last action moves the arm
+    obs, reward, _, _, step_info = env.step(chunk)
+    distance = float(np.linalg.norm(obs["proprio"][7:10] - info["goal"]))
+    assert abs(distance - 0.1) > 1e-2  # the move changed the distance
+    assert reward == pytest.approx(-distance, abs=1e-5)
+    assert step_info["distance"] == pytest.approx(distance, abs=1e-5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 
 import pytest
 import torch
@@ -183,3 +184,25 @@ def test_sam2_teacher_tracks_with_memory(tmp_path):
     assert not torch.allclose(feats, teacher(video.flip(1), masks.flip(1)).flip(1))
     flow = bidirectional_teacher_flow(teacher, video, [0, 1, 2], (4, 5), 3, 0.1, masks)
     torch.testing.assert_close(flow.sum(-1), torch.ones(1, 2, 20))
+
+
+def test_kl_is_teacher_to_student():
+    p = torch.tensor([0.75, 0.25, 0.0]).view(1, 1, 1, 3)  # teacher; last offset off-frame
+    logits = torch.tensor([0.0, 0.0, -math.inf]).view(1, 1, 1, 3)  # student q = (0.5, 0.5)
+    # KL(p || q) = 0.130812; the reversed KL(q || p) would be 0.143841
+    expected = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)
+    assert lgf_kl(p, logits).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_backward_flow_pairs_frame_t_plus_1_with_frame_t():
+    # A memoryless teacher: its features of a frame do not depend on the time order it ran in.
+    teacher = RandomConvTeacher(8, seed=0, memory=0.0)
+    video = torch.rand(1, 4, 3, 32, 40, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    feats = torch.nn.functional.adaptive_avg_pool2d(teacher(video).flatten(0, 1), (4, 5))
+    feats = feats.unflatten(0, (1, 4))  # (1, 4, D, 4, 5)
+    forward = local_gram_flow(feats, 3, 0.1)
+    # pair t of the backward flow: from frame t+1 to frame t
+    backward = torch.cat([local_gram_flow(feats[:, [t + 1, t]], 3, 0.1) for t in range(3)], dim=1)
+    expected = fuse_flows(forward, transpose_flow(backward, 4, 5, 3))
+    got = bidirectional_teacher_flow(teacher, video, [0, 1, 2, 3], (4, 5), 3, 0.1)
+    torch.testing.assert_close(got, expected)
