@@ -21,7 +21,7 @@ generated`` for the first ``--videos`` episodes (the skeleton is the prompt the 
 Several processes split the episodes between them (``PartialState.split_between_processes``);
 the main process gathers the rows and writes the outputs. On N GPUs:
 ``accelerate launch --num_processes N -m vap_env.cli bench st-iou ...``; on a CPU machine:
-``ACCELERATE_USE_CPU=true torchrun --nproc_per_node N -m vap_env.cli bench st-iou ...``. Each episode's noise seed is ``seed + its index in the split``,
+``ACCELERATE_USE_CPU=true torchrun --nproc_per_node N -m vap_env.cli bench st-iou ...``. Each episode's noise seed is ``episode_seed(seed, its index in the split)``,
 so the numbers do not depend on the number of processes.
 """
 
@@ -43,6 +43,7 @@ from benchmarks.masks import (
     SAM2_CONFIG_HELP,
     mask_source_config,
 )
+from vap_env.config import did_you_mean
 from vap_env.strict_json import dumps
 from vap_env.train.evaluate import (
     NULL_NOTE,
@@ -50,6 +51,7 @@ from vap_env.train.evaluate import (
     ROLLOUT_HELP,
     VARIANTS,
     by_chunk_summary,
+    episode_seed,
     evaluate_episode,
     report_footer,
 )
@@ -102,7 +104,10 @@ class Config:
     num_inference_steps: int | None = field(
         default=None, metadata={"help": "denoising steps per chunk (None: the model's default)"}
     )
-    seed: int = field(default=0, metadata={"help": "episode i uses noise seed seed + i"})
+    seed: int = field(
+        default=0,
+        metadata={"help": "noise seed of the run: episode i uses seed * 100003 + i (0: seed i)"},
+    )
     videos: int = field(default=3, metadata={"help": "mp4 grids of the first N episodes"})
     out_dir: str = field(default="runs/st_iou", metadata={"help": "output directory"})
     json: str | None = field(default=None, metadata={"help": "also write the JSON report here"})
@@ -118,7 +123,10 @@ class Config:
         from vap_env.train.evaluate import ROLLOUTS
 
         if self.rollout not in ROLLOUTS:
-            raise ValueError(f"rollout={self.rollout!r} is not one of {list(ROLLOUTS)}")
+            raise ValueError(
+                f"rollout={self.rollout!r} is not one of {list(ROLLOUTS)}."
+                + did_you_mean(self.rollout, list(ROLLOUTS))
+            )
         if self.max_episodes < 0 or self.videos < 0:
             raise ValueError(
                 f"max_episodes={self.max_episodes} and videos={self.videos} must be >= 0"
@@ -334,7 +342,7 @@ def _run(cfg: Config) -> dict[str, Any] | None:
                 env if cfg.rollout == "env" else None,
                 episode,
                 source,
-                seed=cfg.seed + index,
+                seed=episode_seed(cfg.seed, index),
                 num_inference_steps=cfg.num_inference_steps,
             )
             rows.append({"episode_id": row.pop("episode_id"), "index": index, **row})

@@ -45,6 +45,7 @@ from benchmarks.masks import (
     SAM2_CONFIG_HELP,
     mask_source_config,
 )
+from vap_env.config import did_you_mean
 from vap_env.strict_json import write_json
 
 if TYPE_CHECKING:
@@ -102,11 +103,17 @@ class EvalConfig:
         default=True,
         metadata={"help": "draw the whole arm from the synthetic ground-truth joints (as the env)"},
     )
-    device: str = field(default="cpu", metadata={"help": "torch device of the model"})
+    device: str = field(
+        default="auto",
+        metadata={"help": "torch device of the model; auto: cuda if present, else cpu"},
+    )
 
     def __post_init__(self) -> None:
         if self.rollout not in ROLLOUTS:
-            raise ValueError(f"rollout={self.rollout!r} is not one of {list(ROLLOUTS)}")
+            raise ValueError(
+                f"rollout={self.rollout!r} is not one of {list(ROLLOUTS)}."
+                + did_you_mean(self.rollout, list(ROLLOUTS))
+            )
         if self.max_episodes < 0:
             raise ValueError(f"max_episodes={self.max_episodes} must be >= 0 (0: all)")
         if self.control_scale is not None and not math.isfinite(self.control_scale):
@@ -121,8 +128,24 @@ class EvalConfig:
             self.mask_source,
             sam2_checkpoint=self.sam2_checkpoint,
             sam2_config=self.sam2_config,
-            device=self.device,
+            device=resolve_device(self.device),
         )
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` -> ``"cuda"`` when torch sees a GPU, else ``"cpu"``; other names unchanged."""
+    if device != "auto":
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def episode_seed(seed: int, index: int) -> int:
+    """The generation-noise seed of episode ``index`` in a run seeded ``seed``.
+
+    Seed 0 gives episode i seed i; another run seed starts 100003 seeds further, so two runs'
+    episodes never share noise (``seed + index`` made seed 1's episode 0 seed 0's episode 1).
+    """
+    return seed * 100_003 + index
 
 
 def _resize(video: np.ndarray, width: int, height: int, interp: int) -> np.ndarray:
@@ -355,12 +378,12 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
             cfg.env_id,
             weights=cfg.weights,
             num_inference_steps=cfg.num_inference_steps,
-            device=cfg.device,
+            device=resolve_device(cfg.device),
             max_episode_steps=REPLAY_MAX_STEPS,
         )
         wm = env.unwrapped.core.world_model  # one model for the rollout and the baselines
     else:
-        wm = load_world_model(cfg.weights, device=cfg.device)
+        wm = load_world_model(cfg.weights, device=resolve_device(cfg.device))
     if cfg.control_scale is not None:
         # an inference-time knob read at every chunk: the env's model picks it up as well
         wm.config = dataclasses.replace(wm.config, control_scale=cfg.control_scale)
@@ -378,7 +401,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
             env,
             episode,
             source,
-            seed=cfg.seed + n,
+            seed=episode_seed(cfg.seed, n),
             num_inference_steps=cfg.num_inference_steps,
             skeleton_from_ground_truth=cfg.skeleton_from_ground_truth,
         )
@@ -399,10 +422,16 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         for v in VARIANTS
     }
     model_iou = summary["model"]["st_iou"]["value"]
-    margins = {
+    margins: dict[str, Any] = {
         "st_iou_minus_copy_last": model_iou - summary["copy_last"]["st_iou"]["value"],
         "st_iou_minus_blank_skeleton": model_iou - summary["blank_skeleton"]["st_iou"]["value"],
     }
+    for baseline in ("copy_last", "blank_skeleton"):
+        margins[f"st_iou_minus_{baseline}_ci"] = paired_margin_ci(rows, baseline)
+    margins["ci_note"] = (
+        "95% bootstrap intervals of the per-episode differences (model and baseline scored on the "
+        "same episodes, with the same noise), over the episodes where both are defined"
+    )
     return {
         "config": dataclasses.asdict(cfg),
         "mask_source": source.name,
@@ -413,6 +442,24 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         "margins": margins,
         "notes": {"null": NULL_NOTE},
     }
+
+
+def paired_margin_ci(
+    rows: list[dict[str, Any]], baseline: str, metric: str = "st_iou"
+) -> list[float] | None:
+    """95% bootstrap interval of the mean per-episode ``model - baseline`` difference of ``metric``.
+
+    Paired: each episode's model and baseline are scored on the same frames, so the interval of
+    the difference is much tighter than the two means' intervals suggest. None under 2 episodes.
+    """
+    from benchmarks.metrics import bootstrap_ci
+
+    diffs = [
+        r["model"][metric] - r[baseline][metric]
+        for r in rows
+        if math.isfinite(r["model"][metric]) and math.isfinite(r[baseline][metric])
+    ]
+    return list(bootstrap_ci(diffs)) if len(diffs) >= 2 else None
 
 
 def report_footer(
@@ -458,10 +505,17 @@ def format_report(report: dict[str, Any]) -> str:
         rows.append(cells)
     table = markdown_table(["variant", f"ST-IoU ({src})", "PSNR (dB)", "SSIM", "n"], rows)
     m = report["margins"]
+
+    def margin(baseline: str) -> str:
+        ci = m.get(f"st_iou_minus_{baseline}_ci")  # reports saved before the intervals lack it
+        interval = f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else ""
+        return f"{m[f'st_iou_minus_{baseline}']:+.3f}{interval}"
+
     text = (
         table
-        + f"\n\nST-IoU - copy_last = {m['st_iou_minus_copy_last']:+.3f} (target >= +0.15); "
-        + f"ST-IoU - blank_skeleton = {m['st_iou_minus_blank_skeleton']:+.3f} (target >= +0.10)"
+        + f"\n\nST-IoU - copy_last = {margin('copy_last')} (target >= +0.15); "
+        + f"ST-IoU - blank_skeleton = {margin('blank_skeleton')} (target >= +0.10)"
+        + (" (paired 95% bootstrap intervals over episodes)" if "ci_note" in m else "")
     )
     by_chunk = report.get("by_chunk")
     if by_chunk:

@@ -102,6 +102,8 @@ def _check_report(report: dict) -> None:
     assert m["st_iou_minus_blank_skeleton"] == pytest.approx(
         summary["model"]["st_iou"]["value"] - summary["blank_skeleton"]["st_iou"]["value"]
     )
+    if len(report["episodes"]) == 1:  # one paired difference has no interval
+        assert m["st_iou_minus_copy_last_ci"] is None
     for row in report["episodes"]:
         for name in summary:
             v = row[name]
@@ -227,3 +229,30 @@ def test_train_loss_command_is_seeded_and_compares_models(rt1_dataset_dir, tmp_p
     argv[argv.index("--batches") + 1] = "999"
     assert cli_main(argv) == 0
     assert "clips for only" in capsys.readouterr().out
+
+
+def test_margin_intervals_are_paired_over_episodes():
+    from vap_env.train.evaluate import paired_margin_ci
+
+    def row(model: float, copy: float) -> dict:
+        return {"model": {"st_iou": model}, "copy_last": {"st_iou": copy}}
+
+    # the episodes differ a lot, the model beats copy_last by exactly 0.1 on each: the paired
+    # interval is (0.1, 0.1), where the two means' own intervals overlap widely
+    rows = [row(0.2, 0.1), row(0.5, 0.4), row(0.9, 0.8), row(float("nan"), 0.3)]
+    assert paired_margin_ci(rows, "copy_last") == pytest.approx([0.1, 0.1])
+    mixed = [row(0.2, 0.1), row(0.5, 0.6), row(0.9, 0.8), row(0.4, 0.4)]
+    lo, hi = paired_margin_ci(mixed, "copy_last")
+    assert -0.1 <= lo < 0.025 < hi <= 0.1  # around the mean difference, 0.025
+    assert paired_margin_ci(rows[:1], "copy_last") is None
+
+
+def test_episode_seeds_of_two_runs_never_meet_and_rollout_typos_are_named():
+    from vap_env.train.evaluate import EvalConfig, episode_seed, resolve_device
+
+    assert [episode_seed(0, i) for i in range(3)] == [0, 1, 2]  # seed 0 keeps its old noise
+    runs = [{episode_seed(s, i) for i in range(1000)} for s in (0, 1, 2)]
+    assert not (runs[0] & runs[1] or runs[1] & runs[2] or runs[0] & runs[2])
+    assert resolve_device("cpu") == "cpu" and resolve_device("auto") in ("cpu", "cuda")
+    with pytest.raises(ValueError, match="Did you mean 'env'"):
+        EvalConfig(weights="tiny", data_dir="x", rollout="envv")
