@@ -85,12 +85,18 @@ class PolicyContext:
 def _scripted_noise(arg: str | None) -> float:
     """The action-noise std of ``"scripted:<x>"`` (0 when not given)."""
     try:
-        return float(arg) if arg else 0.0
+        noise = float(arg) if arg else 0.0
     except ValueError:
         raise ValueError(
             f"policy 'scripted:{arg}': the part after ':' is the action-noise std and must be a "
             "number"
         ) from None
+    if not noise >= 0.0:  # also NaN
+        raise ValueError(
+            f"policy 'scripted:{arg}': the action-noise std must be a number >= 0 (m / rad per "
+            "action)"
+        )
+    return noise
 
 
 def _scripted(arg: str | None, start: Any, ctx: PolicyContext, seed: int) -> Any:

@@ -101,6 +101,8 @@ def test_policy_specs_and_config_errors(capsys):
         parse_policy("scriptd:0.1")
     with pytest.raises(ValueError, match="must be a number"):
         parse_policy("scripted:lots")
+    with pytest.raises(ValueError, match=r"'scripted:-0.1': the action-noise std must be .* >= 0"):
+        parse_policy("scripted:-0.1")
     with pytest.raises(ValueError, match="at least two policies"):
         Config(policies=("random",))
     with pytest.raises(ValueError, match=r"lists \['random'\] more than once"):
