@@ -443,16 +443,23 @@ def _run(cfg: Config) -> dict[str, Any]:
     finally:
         envs.close()
 
+    def rates(mine: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "n": len(mine),
+            "gt_success_rate": _rate([r["gt_success"] for r in mine]),
+            "wm_success_rate": _rate([r["wm_success"] for r in mine]),
+            "gt_state_success_rate": _rate([r["gt_state_success"] for r in mine]),
+        }
+
     per_policy = []
     for name in cfg.policies:
         mine = [r for r in rows if r["policy"] == name]
+        skills = sorted({r["skill"] for r in mine})
         per_policy.append(
             {
                 "policy": name,
-                "n": len(mine),
-                "gt_success_rate": _rate([r["gt_success"] for r in mine]),
-                "wm_success_rate": _rate([r["wm_success"] for r in mine]),
-                "gt_state_success_rate": _rate([r["gt_state_success"] for r in mine]),
+                **rates(mine),
+                "per_skill": {k: rates([r for r in mine if r["skill"] == k]) for k in skills},
             }
         )
     gt = [p["gt_success_rate"]["value"] for p in per_policy]

@@ -56,6 +56,9 @@ def test_ope_end_to_end(tmp_path, capsys, monkeypatch):
     truth = {p: [r["gt_state_success"] for r in rows if r["policy"] == p] for p in cfg.policies}
     assert truth == {"scripted:0": [True, True], "random": [False, False]}
     policies = {p["policy"]: p for p in report["policies"]}
+    per_skill = policies["random"]["per_skill"]
+    assert sorted(per_skill) == ["open_drawer", "pick"] and per_skill["pick"]["n"] == 1
+    assert per_skill["pick"]["gt_state_success_rate"]["value"] == 0.0
     assert policies["scripted:0"]["gt_state_success_rate"]["value"] == 1.0
     assert policies["random"]["gt_state_success_rate"]["value"] == 0.0
     gt = [policies[p]["gt_success_rate"]["value"] for p in cfg.policies]
