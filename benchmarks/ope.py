@@ -37,8 +37,12 @@ themselves: they can be biased (a model that hallucinates grasps inflates every 
 Pearson and MMRV forgive but an absolute threshold ("ship at 80 %") does not. The policies here
 read proprioception only, so their actions differ between the two sides only through the state
 they reach; a policy that reads images also sees the model's mistakes, so its agreement can be
-lower. With a few scenes the rates are coarse (n scenes gives steps of 1/n): look at the bootstrap
+lower. With a few scenes the rates are coarse (n scenes gives steps of 1/n): look at the Wilson
 intervals before reading a ranking.
+
+Fair comparison: in a scene every policy meets the same world-model noise (each env slot is reset
+with the scene's seed: common random numbers), and a stochastic policy draws from a seed of (scene,
+policy text) on both sides, so a policy's numbers do not depend on the other policies listed.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ __all__ = [
     "main",
     "make_ope_policy",
     "parse_policy",
+    "policy_seed",
     "rollout_ground_truth",
     "run",
 ]
@@ -339,10 +344,10 @@ def policy_seed(scene_seed: int, policy: str) -> int:
     return int(np.random.SeedSequence([scene_seed, key]).generate_state(1)[0])
 
 
-def _agreement_notes(real: list[float], n_scenes: int) -> list[str]:
-    """Why Pearson / MMRV over these policies say little or nothing (empty: they can be read)."""
+def _agreement_notes(n_policies: int, n_scenes: int) -> list[str]:
+    """Why Pearson / MMRV over these policies say little (empty: nothing to add)."""
     notes = []
-    if len(real) == 2:
+    if n_policies == 2:
         notes.append(
             "with two policies Pearson r can only be -1, 0 or 1: rank three or more policies"
         )
@@ -485,7 +490,7 @@ def _run(cfg: Config) -> dict[str, Any]:
         "n_policies": len(per_policy),
         "n_scenes": cfg.scenes,
     }
-    notes = _agreement_notes(gt, cfg.scenes)
+    notes = _agreement_notes(len(per_policy), cfg.scenes)
     for what, real in (("detector", gt), ("simulator-state", state)):
         if max(real) == min(real):
             notes.append(
