@@ -61,7 +61,8 @@ def _add_field(parser: argparse.ArgumentParser, field: dataclasses.Field, tp: An
         non_none = [a for a in args if a is not type(None)]
         tp = non_none[0] if len(non_none) == 1 else str
         origin, args = typing.get_origin(tp), typing.get_args(tp)
-    kwargs: dict[str, Any] = {"help": f"{help_text} (default: {default})", "dest": field.name}
+    shown = f"(default: {default})" if has_default else "(required)"
+    kwargs: dict[str, Any] = {"help": f"{help_text} {shown}", "dest": field.name}
     if tp is bool:
         kwargs["action"] = argparse.BooleanOptionalAction
     elif origin is tuple:

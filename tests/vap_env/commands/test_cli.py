@@ -105,3 +105,12 @@ def test_both_evaluation_commands_explain_their_options_alike(words, capsys):
     # the rollout modes are spelled out, with both commands' defaults
     assert "see module" not in text and "'skeleton' feeds it the skeleton video" in text
     assert "train eval defaults to skeleton" in text and "bench st-iou to env" in text
+
+
+def test_required_options_say_so_instead_of_a_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "export", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert (
+        "checkpoint-<step> (required)" in text and "(default: None)" not in text.split("--out")[0]
+    )
