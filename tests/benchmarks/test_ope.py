@@ -142,17 +142,7 @@ def test_a_saved_sb3_model_is_ranked_like_any_policy(tmp_path):
 
     assert _sb3_spec(str(odd / "ppo")) == ("ppo", str(odd / "ppo.zip"))
     assert _sb3_spec(f"sac={path}") == ("sac", path)
-    cfg = Config(
-        scenes=1,
-        policies=("scripted:0", f"sb3:{path}"),
-        skills=("pick",),
-        chunks=1,
-        num_inference_steps=1,
-        videos=0,
-        threads=1,
-        progress=False,
-    )
-    report = run(cfg)
+    report = run(_small(("scripted:0", f"sb3:{path}")))
     rows = {r["policy"]: r for r in report["episodes"]}
     # The untrained model acts in both worlds (it reads image, skeleton and proprio in each).
     assert rows[f"sb3:{path}"]["gt_state_success"] is False
