@@ -363,7 +363,10 @@ def wilson_interval(successes: int, n: int, *, confidence: float = 0.95) -> tupl
     p, z2 = successes / n, z * z
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # exact at the ends: rounding left 0 of n at 3e-17, an interval excluding the observed rate
+    lo = 0.0 if successes == 0 else max(0.0, centre - half)
+    hi = 1.0 if successes == n else min(1.0, centre + half)
+    return lo, hi
 
 
 def summarize_rate(

@@ -266,15 +266,15 @@ def _act(policy: Any, name: str, observation: dict[str, Any], ctx: PolicyContext
     """``policy.act`` checked to be one finite (K, D) chunk of the env's action space."""
     from policies import as_chunk
 
-    try:
-        return as_chunk(
-            policy.act(observation), where=f"policy {name!r}", shape=ctx.action_space.shape
-        )
-    except ValueError as err:
+    action = policy.act(observation)
+    if np.ndim(action) == 1:
         raise ValueError(
-            f"{err}; a policy that returns one (D,) action per call can be wrapped as "
-            f"make_policy('single_action', inner=policy, chunk_size={ctx.chunk_size})"
-        ) from None
+            f"policy {name!r} returned one action of shape {np.shape(action)}, the env takes a "
+            f"chunk {tuple(ctx.action_space.shape)}; a policy that returns one (D,) action per call "
+            f"can be wrapped as make_policy('single_action', inner=policy, "
+            f"chunk_size={ctx.chunk_size})"
+        )
+    return as_chunk(action, where=f"policy {name!r}", shape=ctx.action_space.shape)
 
 
 def _rollout_world_model(

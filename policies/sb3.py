@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from policies.base import as_chunk
+from vap_env._optional import quiet_tensorflow
 from vap_env.config import did_you_mean
 
 # algo name -> "module:Class" (sb3-contrib algorithms need that package installed)
@@ -70,6 +71,7 @@ class SB3Policy:
                 f"SB3 model {cfg.path!r} does not exist (expected model.save()'s .zip)"
             )
         module, _, cls = ALGORITHMS[cfg.algo].partition(":")
+        quiet_tensorflow()  # SB3 imports TensorBoard, which imports TensorFlow when present
         algo_cls = getattr(importlib.import_module(module), cls)
         self.cfg = cfg
         self.model = algo_cls.load(cfg.path, device=cfg.device)

@@ -7,7 +7,7 @@ environments makes one batched world-model call per step:
 ```python
 from stable_baselines3 import PPO
 from vap_env.sb3_vec_env import SB3VecEnv
-from vap_env.vector_env import VAPVectorEnv
+from vap_env.vector_env import VAPVectorEnv  # noqa: E402
 
 venv = SB3VecEnv(VAPVectorEnv(num_envs=8, preset="rt1", autoreset_mode="SameStep", max_episode_steps=10))
 PPO("MultiInputPolicy", venv, n_steps=16).learn(10_000)
@@ -27,10 +27,18 @@ from typing import Any
 
 import numpy as np
 from gymnasium.vector import AutoresetMode
-from stable_baselines3.common.vec_env import VecEnv
-from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvStepReturn
 
-from vap_env.vector_env import VAPVectorEnv
+from vap_env._optional import quiet_tensorflow
+
+quiet_tensorflow()  # stable-baselines3 imports TensorBoard, which imports TensorFlow when present
+
+from stable_baselines3.common.vec_env import VecEnv  # noqa: E402
+from stable_baselines3.common.vec_env.base_vec_env import (  # noqa: E402
+    VecEnvIndices,
+    VecEnvStepReturn,
+)
+
+from vap_env.vector_env import VAPVectorEnv  # noqa: E402
 
 __all__ = ["SB3VecEnv", "unbatch_info"]
 

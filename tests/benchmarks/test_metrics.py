@@ -199,6 +199,7 @@ def test_wilson_interval_of_success_rates():
     # closed form at z = 1.959964: 10/10 -> [0.7225, 1], 0/10 -> [0, 0.2775], 5/10 symmetric
     assert wilson_interval(10, 10) == pytest.approx((0.72246, 1.0), abs=1e-4)
     assert wilson_interval(0, 10) == pytest.approx((0.0, 0.27754), abs=1e-4)
+    assert wilson_interval(0, 20)[0] == 0.0 and wilson_interval(20, 20)[1] == 1.0  # exactly
     assert wilson_interval(5, 10) == pytest.approx((0.23659, 0.76341), abs=1e-4)
     lo99, hi99 = wilson_interval(5, 10, confidence=0.99)
     assert lo99 < 0.23659 and hi99 > 0.76341

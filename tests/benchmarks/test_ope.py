@@ -182,5 +182,7 @@ def test_a_policy_that_returns_one_action_gets_the_fix(monkeypatch):
             return np.zeros(7, np.float32)  # (D,), not a (K, D) chunk
 
     monkeypatch.setitem(ope.POLICY_KINDS, "one", lambda arg, start, ctx, seed: OneAction())
-    with pytest.raises(ValueError, match=r"policy 'one' must return .*\(8, 7\).*single_action"):
+    with pytest.raises(
+        ValueError, match=r"policy 'one' returned one action .*\(8, 7\).*single_action"
+    ):
         run(_small(("random", "one")))

@@ -19,9 +19,15 @@ class Config:
     )
     out: str | None = field(
         default=None,
-        metadata={"help": "export directory (default: <output_dir>/export-<step>); must not exist"},
+        metadata={"help": "export directory, must not exist; None: <output_dir>/export-<step>"},
     )
-    device: str = field(default="cpu", metadata={"help": "torch device to build the model on"})
+    device: str | None = field(
+        default=None,
+        metadata={
+            "help": "torch device to build the model on; None: the kind the run trained on (a "
+            "model built from its config, such as tiny, must use that kind)"
+        },
+    )
 
 
 def main(cfg: Config) -> int:

@@ -434,6 +434,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     )
     return {
         "config": dataclasses.asdict(cfg),
+        "device": resolve_device(cfg.device),  # what --device auto became
         "mask_source": source.name,
         "resolution_hw": [wm.config.height, wm.config.width],
         "episodes": rows,

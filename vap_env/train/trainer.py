@@ -892,6 +892,8 @@ class Trainer:
                 "stage": self.cfg.stage,
                 "num_processes": acc.num_processes,
                 "mixed_precision": acc.mixed_precision,
+                # a model built from its config draws its frozen parts from this device's RNG
+                "device_type": acc.device.type,
             },
         )
         self.checkpoint_step = state.step
@@ -1051,7 +1053,7 @@ def train(
 
 
 def export_checkpoint(
-    checkpoint: str | Path, out: str | Path | None = None, *, device: str = "cpu"
+    checkpoint: str | Path, out: str | Path | None = None, *, device: str | None = None
 ) -> Path:
     """Export one checkpoint of a ``diffusion``-stage run as a world model (``weights=<dir>``).
 
@@ -1063,7 +1065,10 @@ def export_checkpoint(
     Args:
         checkpoint: ``<output_dir>/checkpoints/checkpoint-<step>``.
         out: the export directory (default: ``<output_dir>/export-<step>``); must not exist.
-        device: where to build the model (the frozen backbone of a real preset is loaded).
+        device: where to build the model; None: the kind of device the run trained on. A model
+            built from its config (``tiny``) must be built on that kind: its frozen parts (the
+            random text encoder, a VAE not taken with ``vae_from``) are not in the checkpoint but
+            drawn again from the seeded generator of that device.
     Returns:
         The export directory.
     """
@@ -1098,6 +1103,17 @@ def export_checkpoint(
     target = Path(out) if out is not None else ckpt.parent.parent / f"export-{step:08d}"
     if target.exists():
         raise FileExistsError(f"{str(target)!r} exists; pass another --out or delete it")
+    trained_on = manifest.get("device_type", "cpu")  # checkpoints before it was recorded: cpu
+    device = device or trained_on
+    source = _source_config(cfg.model)
+    built = source is not None and source.backbone is None
+    if built and torch.device(device).type != trained_on:
+        raise ValueError(
+            f"checkpoint {str(ckpt)!r} was trained on {trained_on}: model {cfg.model!r} is built "
+            "from its config, and its frozen parts (not in the checkpoint) are drawn again from "
+            f"that device's seeded generator, so export it on {trained_on} (--device "
+            f"{trained_on}), not on {device}"
+        )
     precision = manifest.get("mixed_precision") or cfg.mixed_precision
     wm = build_model(cfg, device, _WEIGHT_DTYPES.get(precision, torch.float32))
     # names as the trainer saved them: parameters of TrainingModule, whose world model is `wm.`
@@ -1117,7 +1133,6 @@ def export_checkpoint(
     with torch.no_grad():
         for name, tensor in state.items():
             params[name].data = tensor.to(device=params[name].device, dtype=torch.float32)
-    source = _source_config(cfg.model)
     if source is not None:  # as Trainer.export: the preset's trainable parts, not the stage's
         wm.config = dataclasses.replace(wm.config, trainable=source.trainable)
     with atomic_directory(target, extra={"name": cfg.name, "step": step}) as d:

@@ -163,10 +163,14 @@ def test_disabled_autoreset_requires_explicit_reset(small_actions):
 
 @pytest.mark.timeout(180)  # a child forked from a busy torch thread pool used to hang here
 def test_async_vector_env_runs_with_the_default_fork(small_actions):
-    torch.ones(256, 256) @ torch.ones(
-        256, 256
-    )  # the parent's thread pool has run (as in a test run)
-    envs = gym.make_vec("VAP-RT1-v0", num_envs=2, vectorization_mode="async", **KW)
+    # conftest pins OMP_NUM_THREADS=1, under which a fork never hangs: start a real pool
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.ones(256, 256) @ torch.ones(256, 256)  # the parent's thread pool has run
+        envs = gym.make_vec("VAP-RT1-v0", num_envs=2, vectorization_mode="async", **KW)
+    finally:
+        torch.set_num_threads(threads)
     try:
         obs, _ = envs.reset(seed=0)
         assert obs["image"].shape == (2, 64, 80, 3)

@@ -557,6 +557,9 @@ def test_any_kept_checkpoint_exports_as_a_world_model(micro_model_dir, tmp_path,
         export_checkpoint(ckpts / "checkpoint-00000004")
     with pytest.raises(ValueError, match="not a complete training checkpoint"):
         export_checkpoint(tmp_path / "run")
+    # a model built from its config redraws its frozen parts from the training device's generator
+    with pytest.raises(ValueError, match=r"trained on cpu.*\(--device cpu\), not on cuda"):
+        export_checkpoint(ckpts / "checkpoint-00000002", tmp_path / "x", device="cuda")
     # what the loaders say when handed a checkpoint or a run directory instead of an export
     with pytest.raises(FileNotFoundError, match="vap-env train export --checkpoint"):
         load_world_model(str(ckpts / "checkpoint-00000002"))
