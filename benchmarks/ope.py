@@ -65,6 +65,7 @@ __all__ = [
     "POLICY_KINDS",
     "Config",
     "PolicyContext",
+    "agreement_notes",
     "format_report",
     "main",
     "make_ope_policy",
@@ -344,15 +345,50 @@ def policy_seed(scene_seed: int, policy: str) -> int:
     return int(np.random.SeedSequence([scene_seed, key]).generate_state(1)[0])
 
 
-def _agreement_notes(n_policies: int, n_scenes: int) -> list[str]:
-    """Why Pearson / MMRV over these policies say little (empty: nothing to add)."""
+def agreement_notes(
+    gt: list[float],
+    wm: list[float],
+    state: list[float],
+    detector_accuracy: float,
+    n_scenes: int,
+    rows: list[dict[str, Any]],
+) -> list[str]:
+    """Why the agreement figures of a run say little (empty: nothing to add).
+
+    Args:
+        gt / wm / state: per-policy success rates (detector on the simulator's videos, detector
+            on the world model's, the simulator's state).
+        detector_accuracy: the detector against the simulator's state on ground-truth videos.
+        rows: the per-episode rows (``gt_score`` / ``wm_score`` None: the object was not seen).
+    """
     notes = []
-    if n_policies == 2:
+    if len(gt) == 2:
         notes.append(
             "with two policies Pearson r can only be -1, 0 or 1: rank three or more policies"
         )
     if n_scenes < 10:
         notes.append(f"{n_scenes} scene(s): success rates move in steps of 1/{n_scenes}")
+    for what, real in (("detector", gt), ("simulator-state", state)):
+        if max(real) == min(real):
+            notes.append(
+                f"the policies' {what} ground-truth success rates are all {real[0]:.2f}: there is "
+                "no ranking to agree with, so its Pearson r and MMRV are null"
+            )
+    if max(wm) == min(wm) and max(gt) != min(gt):
+        notes.append(
+            f"the world model gives every policy the same success rate ({wm[0]:.2f}): it ranks "
+            "nothing (Pearson r is 0 by SimplerEnv's convention)"
+        )
+    if detector_accuracy < 0.8:
+        notes.append(
+            f"the detector agrees with the simulator's outcome on only {detector_accuracy:.0%} "
+            "of ground-truth episodes: these figures measure the detector more than the world model"
+        )
+    if any(r["wm_score"] is None or r["gt_score"] is None for r in rows):
+        notes.append(
+            "a null gt_score / wm_score is an episode whose last frame shows none of the "
+            "object's colour (the detector cannot score it; it counts as a failure)"
+        )
     return notes
 
 
@@ -490,24 +526,9 @@ def _run(cfg: Config) -> dict[str, Any]:
         "n_policies": len(per_policy),
         "n_scenes": cfg.scenes,
     }
-    notes = _agreement_notes(len(per_policy), cfg.scenes)
-    for what, real in (("detector", gt), ("simulator-state", state)):
-        if max(real) == min(real):
-            notes.append(
-                f"the policies' {what} ground-truth success rates are all {real[0]:.2f}: there is "
-                f"no ranking to agree with, so its Pearson r and MMRV are null"
-            )
-    if agreement["detector_accuracy_on_ground_truth"] < 0.8:
-        notes.append(
-            "the detector agrees with the simulator's outcome on only "
-            f"{agreement['detector_accuracy_on_ground_truth']:.0%} of ground-truth episodes: "
-            "these figures measure the detector more than the world model"
-        )
-    if any(r["wm_score"] is None or r["gt_score"] is None for r in rows):
-        notes.append(
-            "a null gt_score / wm_score is an episode whose last frame shows none of the "
-            "object's colour (the detector cannot score it; it counts as a failure)"
-        )
+    notes = agreement_notes(
+        gt, wm, state, agreement["detector_accuracy_on_ground_truth"], cfg.scenes, rows
+    )
     return {
         "benchmark": "ope",
         "config": dataclasses.asdict(cfg),

@@ -186,3 +186,26 @@ def test_a_policy_that_returns_one_action_gets_the_fix(monkeypatch):
         ValueError, match=r"policy 'one' returned one action .*\(8, 7\).*single_action"
     ):
         run(_small(("random", "one")))
+
+
+def test_agreement_notes_say_when_the_figures_say_little():
+    from benchmarks.ope import agreement_notes
+
+    seen = [{"gt_score": 0.5, "wm_score": 0.4}]
+    assert agreement_notes([0.9, 0.5, 0.1], [0.6, 0.4, 0.2], [1, 0.5, 0], 0.9, 30, seen) == []
+    flat_wm = agreement_notes([0.9, 0.5, 0.1], [0.2, 0.2, 0.2], [1, 0.5, 0], 0.9, 30, seen)
+    assert len(flat_wm) == 1 and "same success rate (0.20): it ranks nothing" in flat_wm[0]
+    notes = " | ".join(
+        agreement_notes(
+            [0.5, 0.5], [0.3, 0.1], [1.0, 0.0], 0.6, 4, [{"gt_score": None, "wm_score": 0.1}]
+        )
+    )
+    for part in (
+        "two policies",
+        "1/4",
+        "detector ground-truth success rates are all 0.50",
+        "only 60%",
+        "null gt_score",
+    ):
+        assert part in notes, part
+    assert "simulator-state" not in notes  # its rates differ

@@ -1088,6 +1088,14 @@ def export_checkpoint(
             "directory"
         )
     cfg = load_train_config(config_path)
+    for key, value in (("model", cfg.model), ("vae_from", cfg.vae_from)):
+        # a path, not a preset or hub id (org/name), as load_world_model tells them apart
+        path_like = value is not None and (value.startswith(".") or len(value.split("/")) > 2)
+        if path_like and not Path(value).is_absolute() and not Path(value).exists():
+            raise FileNotFoundError(
+                f"{str(config_path)!r} has {key}: {value}, a path relative to the directory the "
+                f"run trained in, which is not here ({Path.cwd()}): run train export from there"
+            )
     if cfg.stage != "diffusion":
         raise ValueError(
             f"checkpoint {str(ckpt)!r} is from a {cfg.stage!r}-stage run, whose export measures "

@@ -519,7 +519,9 @@ def test_an_interrupted_run_says_where_it_stopped(micro_model_dir, tmp_path, syn
     assert fresh.stop_message() == "stopped at step 3; no checkpoint yet"
 
 
-def test_any_kept_checkpoint_exports_as_a_world_model(micro_model_dir, tmp_path, synthetic_clips):
+def test_any_kept_checkpoint_exports_as_a_world_model(
+    micro_model_dir, tmp_path, synthetic_clips, monkeypatch
+):
     from safetensors.torch import load_file
 
     from vap_env.models.weights import WEIGHTS_FILE
@@ -557,6 +559,16 @@ def test_any_kept_checkpoint_exports_as_a_world_model(micro_model_dir, tmp_path,
         export_checkpoint(ckpts / "checkpoint-00000004")
     with pytest.raises(ValueError, match="not a complete training checkpoint"):
         export_checkpoint(tmp_path / "run")
+    with monkeypatch.context() as m:  # the config's relative paths hold from the training's cwd
+        import yaml
+
+        config = tmp_path / "run" / "train_config.yaml"
+        saved = config.read_text()
+        config.write_text(yaml.safe_dump({**yaml.safe_load(saved), "vae_from": "runs/vae/export"}))
+        m.chdir(tmp_path)
+        with pytest.raises(FileNotFoundError, match=r"vae_from: runs/vae/export, a path relative"):
+            export_checkpoint(ckpts / "checkpoint-00000002", tmp_path / "y")
+        config.write_text(saved)
     # a model built from its config redraws its frozen parts from the training device's generator
     with pytest.raises(ValueError, match=r"trained on cpu.*\(--device cpu\), not on cuda"):
         export_checkpoint(ckpts / "checkpoint-00000002", tmp_path / "x", device="cuda")
