@@ -237,6 +237,11 @@ def packaged_checkpoints() -> dict[str, Path]:
     return {p.name: p for p in sorted(root.iterdir()) if (p / CONFIG_FILE).is_file()}
 
 
+def is_path_like(text: str) -> bool:
+    """Whether a model source written as ``text`` names a path, not a preset or a hub id."""
+    return text.startswith((".", "/", "~")) or len(text.split("/")) > 2
+
+
 def _source_config(source: str | Path | WorldModelConfig) -> tuple[WorldModelConfig, Path | None]:
     if isinstance(source, WorldModelConfig):
         return source, None
@@ -267,7 +272,7 @@ def _source_config(source: str | Path | WorldModelConfig) -> tuple[WorldModelCon
             )
         raise FileNotFoundError(f"{text!r} is a directory without {CONFIG_FILE}")
     parts = text.split("/")
-    if path.exists() or text.startswith((".", "/", "~")) or len(parts) > 2:
+    if path.exists() or is_path_like(text):
         # A path, not a hub id (org/name): a missing export is the likely cause, not a typo.
         raise FileNotFoundError(
             f"world model directory {text!r} does not exist (or is not a directory); if it is the "

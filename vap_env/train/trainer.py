@@ -74,7 +74,12 @@ from vap_env.models import (
     model_presets,
 )
 from vap_env.models.config import TEMPORAL_COMPRESSION
-from vap_env.models.weights import CONFIG_FILE, read_saved_config, save_safetensors
+from vap_env.models.weights import (
+    CONFIG_FILE,
+    is_path_like,
+    read_saved_config,
+    save_safetensors,
+)
 from vap_env.train.checkpoint import CheckpointManager, atomic_directory, read_manifest
 from vap_env.train.config import TrainConfig, load_train_config
 from vap_env.train.lgf import LGFLoss, build_teacher
@@ -1025,24 +1030,26 @@ class Trainer:
         wm: WorldModel = acc.unwrap_model(self.model).wm
         if cfg.stage == "vae":
             set_latent_scale(wm, self.measure_latent_scale())
-        # The export declares the source model's trainable parts, not this stage's override, so
-        # that the next stage (or a user's fine-tuning) starts from the preset's recipe.
-        source = _source_config(cfg.model)
-        if source is not None:
-            wm.config = dataclasses.replace(wm.config, trainable=source.trainable)
         target = cfg.resolved_export_dir
         acc.wait_for_everyone()
         if acc.is_main_process:
-            with atomic_directory(target, extra={"name": cfg.name, "step": self.state.step}) as d:
-                wm.save_pretrained(d, dtype=cfg.export_dtype)
-                (d / "training.json").write_text(
-                    json.dumps(
-                        {"name": cfg.name, "stage": cfg.stage, "steps": self.state.step}, indent=1
-                    )
-                    + "\n"
-                )
+            save_export(wm, cfg, self.state.step, target)
         acc.wait_for_everyone()
         return target
+
+
+def save_export(wm: WorldModel, cfg: TrainConfig, step: int, target: Path) -> None:
+    """Write ``wm``, trained by run ``cfg`` for ``step`` steps, atomically as a world model dir."""
+    # The export declares the source model's trainable parts, not this stage's override, so
+    # that the next stage (or a user's fine-tuning) starts from the preset's recipe.
+    source = _source_config(cfg.model)
+    if source is not None:
+        wm.config = dataclasses.replace(wm.config, trainable=source.trainable)
+    with atomic_directory(target, extra={"name": cfg.name, "step": step}) as d:
+        wm.save_pretrained(d, dtype=cfg.export_dtype)
+        (d / "training.json").write_text(
+            json.dumps({"name": cfg.name, "stage": cfg.stage, "steps": step}, indent=1) + "\n"
+        )
 
 
 def train(
@@ -1089,9 +1096,8 @@ def export_checkpoint(
         )
     cfg = load_train_config(config_path)
     for key, value in (("model", cfg.model), ("vae_from", cfg.vae_from)):
-        # a path, not a preset or hub id (org/name), as load_world_model tells them apart
-        path_like = value is not None and (value.startswith(".") or len(value.split("/")) > 2)
-        if path_like and not Path(value).is_absolute() and not Path(value).exists():
+        path = Path(value).expanduser() if value is not None and is_path_like(value) else None
+        if path is not None and not path.is_absolute() and not path.exists():
             raise FileNotFoundError(
                 f"{str(config_path)!r} has {key}: {value}, a path relative to the directory the "
                 f"run trained in, which is not here ({Path.cwd()}): run train export from there"
@@ -1141,11 +1147,5 @@ def export_checkpoint(
     with torch.no_grad():
         for name, tensor in state.items():
             params[name].data = tensor.to(device=params[name].device, dtype=torch.float32)
-    if source is not None:  # as Trainer.export: the preset's trainable parts, not the stage's
-        wm.config = dataclasses.replace(wm.config, trainable=source.trainable)
-    with atomic_directory(target, extra={"name": cfg.name, "step": step}) as d:
-        wm.save_pretrained(d, dtype=cfg.export_dtype)
-        (d / "training.json").write_text(
-            json.dumps({"name": cfg.name, "stage": cfg.stage, "steps": step}, indent=1) + "\n"
-        )
+    save_export(wm, cfg, step, target)
     return target
