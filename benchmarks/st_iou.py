@@ -43,7 +43,6 @@ from benchmarks.masks import (
     SAM2_CONFIG_HELP,
     mask_source_config,
 )
-from vap_env.config import did_you_mean
 from vap_env.strict_json import dumps
 from vap_env.train.evaluate import (
     NULL_NOTE,
@@ -51,6 +50,7 @@ from vap_env.train.evaluate import (
     ROLLOUT_HELP,
     VARIANTS,
     by_chunk_summary,
+    check_rollout,
     episode_seed,
     evaluate_episode,
     report_footer,
@@ -120,13 +120,7 @@ class Config:
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
     def __post_init__(self) -> None:
-        from vap_env.train.evaluate import ROLLOUTS
-
-        if self.rollout not in ROLLOUTS:
-            raise ValueError(
-                f"rollout={self.rollout!r} is not one of {list(ROLLOUTS)}."
-                + did_you_mean(self.rollout, list(ROLLOUTS))
-            )
+        check_rollout(self.rollout)
         if self.max_episodes < 0 or self.videos < 0:
             raise ValueError(
                 f"max_episodes={self.max_episodes} and videos={self.videos} must be >= 0"

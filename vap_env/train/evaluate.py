@@ -109,11 +109,7 @@ class EvalConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.rollout not in ROLLOUTS:
-            raise ValueError(
-                f"rollout={self.rollout!r} is not one of {list(ROLLOUTS)}."
-                + did_you_mean(self.rollout, list(ROLLOUTS))
-            )
+        check_rollout(self.rollout)
         if self.max_episodes < 0:
             raise ValueError(f"max_episodes={self.max_episodes} must be >= 0 (0: all)")
         if self.control_scale is not None and not math.isfinite(self.control_scale):
@@ -129,6 +125,15 @@ class EvalConfig:
             sam2_checkpoint=self.sam2_checkpoint,
             sam2_config=self.sam2_config,
             device=resolve_device(self.device),
+        )
+
+
+def check_rollout(rollout: str) -> None:
+    """Raise ``ValueError`` (with a did-you-mean) unless ``rollout`` is one of ``ROLLOUTS``."""
+    if rollout not in ROLLOUTS:
+        raise ValueError(
+            f"rollout={rollout!r} is not one of {list(ROLLOUTS)}."
+            + did_you_mean(rollout, list(ROLLOUTS))
         )
 
 
@@ -368,6 +373,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     from vap_env.models import load_world_model
 
     source = make_mask_source(cfg.mask_source, **cfg.mask_source_fields())
+    device = resolve_device(cfg.device)
     env = None
     if cfg.rollout == "env":
         import gymnasium as gym
@@ -378,12 +384,12 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
             cfg.env_id,
             weights=cfg.weights,
             num_inference_steps=cfg.num_inference_steps,
-            device=resolve_device(cfg.device),
+            device=device,
             max_episode_steps=REPLAY_MAX_STEPS,
         )
         wm = env.unwrapped.core.world_model  # one model for the rollout and the baselines
     else:
-        wm = load_world_model(cfg.weights, device=resolve_device(cfg.device))
+        wm = load_world_model(cfg.weights, device=device)
     if cfg.control_scale is not None:
         # an inference-time knob read at every chunk: the env's model picks it up as well
         wm.config = dataclasses.replace(wm.config, control_scale=cfg.control_scale)
@@ -434,7 +440,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     )
     return {
         "config": dataclasses.asdict(cfg),
-        "device": resolve_device(cfg.device),  # what --device auto became
+        "device": device,  # what --device auto became
         "mask_source": source.name,
         "resolution_hw": [wm.config.height, wm.config.width],
         "episodes": rows,
