@@ -387,6 +387,28 @@ class RobotModel:
         pose = matrix_to_pose(self._ee_matrix(self._full_q(qt, np.zeros(len(qt)))))
         return pose[0] if arr.ndim == 1 else pose
 
+    def link_to_tcp(self, link: str) -> np.ndarray:
+        """The fixed transform (4, 4) from ``link``'s frame to the TCP: ``T_tcp = T_link @ it``.
+
+        For datasets that log another frame than the TCP: DROID's ``cartesian_position`` is the
+        flange (``panda_link8``, Polymetis' end-effector link), 0.15 m behind the Robotiq's TCP.
+
+        Raises:
+            ValueError: ``link`` is not a link of the URDF, or an arm joint moves it relative to
+                the TCP (no fixed transform exists).
+        """
+        self._check_link(link, "logged")
+        arm = {self._joint_index[n] for n in self.joint_names}
+        idx = self._link_index[link]
+        if self._ancestor_joints(idx) & arm != self._ancestor_joints(self._ee_parent) & arm:
+            raise ValueError(
+                f"robot {self.name!r}: link {link!r} is not rigidly attached to the TCP (an arm joint "
+                f"lies between it and {self.spec.ee.link!r}); name a link of the hand or the flange"
+            )
+        full = self._full_q(self.home_q[None], np.zeros(1))
+        link_m, parent_m = self._link_matrices(full, [idx, self._ee_parent])[0]  # (4, 4) each
+        return invert(link_m) @ parent_m @ self._ee_offset
+
     def _keypoint_offsets(self, gripper: np.ndarray) -> np.ndarray:
         """(T,) gripper -> (T, P, 3) keypoint offsets in their link frames."""
         return self._kp_offsets[None] + gripper[:, None, None] * self._kp_offsets_delta[None]

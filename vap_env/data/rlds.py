@@ -20,7 +20,8 @@ Standardisation (one function per dataset, ``STANDARDISERS``; the ``Episode`` ta
   the Google robot's RT-1 head camera (RT-1 logs none); no joints; success from the synthetic ground
   truth when present, else None.
 - DROID: frames = ``exterior_image_1_left``; joints = ``joint_position``; gripper =
-  ``gripper_position``; TCP from ``cartesian_position`` (xyz + extrinsic-xyz Euler); actions =
+  ``gripper_position``; TCP from ``cartesian_position`` (xyz + extrinsic-xyz Euler of the flange,
+  ``panda_link8``, moved to the Robotiq TCP by the fixed ``schema.cartesian_to_tcp()``); actions =
   ``action_dict/joint_position`` + ``action_dict/gripper_position``; camera = extrinsics
   ``extrinsics_exterior_cam_1`` (1.0.1) with intrinsics that RLDS does not store:
   ``DROID_DEFAULT_K`` unless ``intrinsics=`` is given (1.0.0 has no extrinsics: the Franka's default
@@ -399,12 +400,16 @@ def standardise_droid(
 ) -> Episode:
     """DROID record -> Episode (see the module docstring)."""
     from kinematics import PinholeCamera
-    from kinematics.transforms import matrix_to_quat, rpy_to_matrix
+    from kinematics.transforms import (
+        matrix_to_pose,
+        matrix_to_quat,
+        pose_to_matrix,
+        rpy_to_matrix,
+    )
 
     cart = _stack(steps, "observation", "cartesian_position", dtype=np.float64)
-    tcp = np.concatenate([cart[:, :3], matrix_to_quat(rpy_to_matrix(cart[:, 3:]))], 1).astype(
-        np.float32
-    )
+    logged = np.concatenate([cart[:, :3], matrix_to_quat(rpy_to_matrix(cart[:, 3:]))], 1)
+    tcp = matrix_to_pose(pose_to_matrix(logged) @ ds.schema.cartesian_to_tcp()).astype(np.float32)
     joints = _stack(steps, "observation", "joint_position")
     gripper = np.clip(_stack(steps, "observation", "gripper_position")[:, 0], 0.0, 1.0)
     actions = np.concatenate(

@@ -11,6 +11,7 @@ FeaturesDicts works without it.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,10 +137,22 @@ class DatasetSchema:
     image_shape: tuple[int, int, int]  # (H, W, 3)
     action_mode: str  # the env action mode the standardised actions follow
     action_dim: int  # D of Episode.actions
+    # The robot link whose pose ``observation/cartesian_position`` logs (None: no such feature).
+    # DROID logs the flange (Polymetis' ``panda_link8``), not the TCP.
+    cartesian_link: str | None = None
 
     def features(self) -> F.FeaturesDict:
         """A fresh FeaturesDict of this schema."""
         return _FEATURES[self.name]()
+
+    def cartesian_to_tcp(self) -> np.ndarray:  # (4, 4)
+        """The fixed transform from the frame ``cartesian_position`` logs to the robot's TCP.
+
+        ``T_tcp = T_logged @ it``; the writer applies its inverse, the loader applies it.
+        """
+        if self.cartesian_link is None:
+            raise ValueError(f"dataset {self.name!r} logs no cartesian_position")
+        return _link_to_tcp(self.robot, self.cartesian_link).copy()
 
     @property
     def height(self) -> int:
@@ -148,6 +161,13 @@ class DatasetSchema:
     @property
     def width(self) -> int:
         return self.image_shape[1]
+
+
+@functools.cache
+def _link_to_tcp(robot: str, link: str) -> np.ndarray:
+    from kinematics import load_robot
+
+    return load_robot(robot, geometry=False).link_to_tcp(link)
 
 
 _FEATURES = {
@@ -177,6 +197,7 @@ DROID = DatasetSchema(
     image_shape=(180, 320, 3),
     action_mode="joint_pos",
     action_dim=8,
+    cartesian_link="panda_link8",
 )
 # droid_100 is the public 100-episode sample of DROID with the same features.
 DROID_100 = DatasetSchema(**{**DROID.__dict__, "key": "droid_100", "name": "droid_100"})

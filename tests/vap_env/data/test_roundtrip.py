@@ -199,3 +199,60 @@ def test_reading_a_dataset_keeps_tensorflow_info_lines_quiet(rt1_dataset_dir) ->
     # TensorFlow's C++ INFO lines, and its oneDNN notice (which ignores the level)
     for line in ("cpu_feature_guard", "tf_record_dataset_op", "oneDNN custom operations"):
         assert line not in run.stderr, run.stderr
+
+
+def test_droid_stored_fields_follow_droid(droid_dataset_dir) -> None:
+    """cartesian_position is the flange (panda_link8) pose, as Polymetis logs it; ``action`` is the
+    commanded cartesian_position + gripper_position (DROID's RLDS conversion); the velocities are
+    DROID's normalised commands, change / per-step maximum, clipped to [-1, 1]."""
+    from kinematics import load_robot
+    from vap_env.data.synth.writer import (
+        DROID_MAX_CARTESIAN_DELTA,
+        DROID_MAX_GRIPPER_DELTA,
+        DROID_MAX_JOINT_DELTA,
+    )
+
+    ds = open_rlds(droid_dataset_dir)
+    raw = next(iter(ds.records("train")))
+    decoded = ds.features.deserialize_example_np(raw.data)["steps"]
+    steps = [decoded[i] for i in range(len(decoded))]
+
+    def stack(group: str, key: str) -> np.ndarray:
+        return np.stack([s[group][key] for s in steps]).astype(np.float64)
+
+    q = stack("observation", "joint_position")
+    g = stack("observation", "gripper_position")
+    cart = stack("observation", "cartesian_position")
+    robot = load_robot("franka_panda", geometry=False)
+    flange = pose_to_xyz_rpy(robot.fk(q)["panda_link8"])
+    np.testing.assert_allclose(cart[:, :3], flange[:, :3], atol=1e-5)
+    np.testing.assert_allclose(np.cos(cart[:, 3:] - flange[:, 3:]), 1.0, atol=1e-8)
+    # ... and the loader moves it out to the TCP.
+    np.testing.assert_allclose(ds.decode(raw).tcp_pose[:, :3], robot.ee_pose(q)[:, :3], atol=1e-5)
+
+    commanded = np.concatenate(
+        [stack("action_dict", "cartesian_position"), stack("action_dict", "gripper_position")], 1
+    )
+    np.testing.assert_allclose(np.stack([s["action"] for s in steps]), commanded)
+    np.testing.assert_allclose(commanded[:-1, :6], cart[1:])
+
+    nxt = np.r_[1 : len(q), len(q) - 1]
+    np.testing.assert_allclose(
+        stack("action_dict", "joint_velocity"),
+        np.clip((q[nxt] - q) / DROID_MAX_JOINT_DELTA, -1, 1),
+        atol=1e-6,
+    )
+    np.testing.assert_allclose(
+        stack("action_dict", "gripper_velocity"),
+        np.clip((g[nxt] - g) / DROID_MAX_GRIPPER_DELTA, -1, 1),
+        atol=1e-6,
+    )
+    lin = stack("action_dict", "cartesian_velocity")[:, :3]
+    np.testing.assert_allclose(
+        lin,
+        np.clip((cart[nxt, :3] - cart[:, :3]) / DROID_MAX_CARTESIAN_DELTA[:3], -1, 1),
+        atol=1e-6,
+    )
+    for key in ("cartesian_velocity", "joint_velocity", "gripper_velocity"):
+        assert np.abs(stack("action_dict", key)).max() <= 1.0
+    assert np.abs(stack("action_dict", "joint_velocity")).max() > 0.0  # the arm moves

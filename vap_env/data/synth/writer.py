@@ -31,8 +31,11 @@ successful episode, else 0.
 
 DROID: ``language_instruction_2/3`` = ""; with ``extra_cameras=False`` only exterior camera 1 is
 rendered and the other two images are black (their extrinsics are still written); ``action_dict`` = the next step's state (the last step
-holds), velocities = finite differences x 15 Hz; ``action`` = cartesian_velocity (6) +
-gripper_position (1); ``discount`` = 1; ``episode_metadata/file_path`` =
+holds), ``cartesian_position`` = the flange pose (``panda_link8``, as Polymetis logs it; the TCP
+is 0.15 m further out), velocities = DROID's normalised commands (the change to the next step over
+DROID's per-step maxima, 0.075 m / 0.15 rad / 0.2 rad per joint / 0.25 of the gripper range,
+clipped to [-1, 1]); ``action`` = ``action_dict`` cartesian_position (6) + gripper_position (1), as
+DROID's RLDS conversion writes it; ``discount`` = 1; ``episode_metadata/file_path`` =
 ``synthetic/<success|failure>/<episode_id>/trajectory.h5``; extrinsics = the cameras' poses at
 step 0 (the wrist camera moves with the hand).
 """
@@ -54,7 +57,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from kinematics.transforms import quat_to_matrix
+from kinematics.transforms import invert, matrix_to_pose, pose_to_matrix, quat_to_matrix
 from vap_env.data.episode import GroundTruth
 from vap_env.data.rotations import ee_delta_actions, matrix_to_axis_angle, pose_to_xyz_rpy
 from vap_env.data.schemas import DatasetSchema, get_schema
@@ -63,6 +66,11 @@ from vap_env.data.synth.scripted import SKILL_NAMES, Rollout, execute, setup_tas
 
 WORK_DIR = ".vap_synth_work"
 DROID_IMAGES = ("exterior_image_1_left", "exterior_image_2_left", "wrist_image_left")
+# DROID's largest commanded change per 15 Hz step (droid/robot_ik/robot_ik_solver.py): its
+# velocity fields are changes divided by these. Cartesian: 0.075 m on xyz, 0.15 rad on rpy.
+DROID_MAX_CARTESIAN_DELTA = np.array([0.075, 0.075, 0.075, 0.15, 0.15, 0.15])
+DROID_MAX_JOINT_DELTA = 0.2  # rad
+DROID_MAX_GRIPPER_DELTA = 0.25  # of the 0 (open) .. 1 (closed) range
 SPLITS = ("train", "val", "test")
 
 
@@ -236,13 +244,20 @@ def _rt1_steps(ro: Rollout, scene_layout: Any, quality: int) -> dict[str, Any]:
 
 
 def _droid_steps(ro: Rollout, scene_layout: Any, quality: int, episode_id: str) -> dict[str, Any]:
-    fps = get_schema("droid").fps
+    schema = get_schema("droid")
     q = ro.q.astype(np.float64)
     g = ro.gripper.astype(np.float64)[:, None]
-    cart = pose_to_xyz_rpy(ro.tcp_pose)
+    # DROID logs the flange pose, not the TCP's.
+    flange = pose_to_matrix(ro.tcp_pose.astype(np.float64)) @ invert(schema.cartesian_to_tcp())
+    cart = pose_to_xyz_rpy(matrix_to_pose(flange))
     nxt = np.r_[1 : len(q), len(q) - 1]  # index of the next step (the last one holds)
-    cart_vel = cart[nxt] - cart
-    cart_vel[:, 3:] = (cart_vel[:, 3:] + np.pi) % (2 * np.pi) - np.pi  # wrap angle differences
+    cart_delta = cart[nxt] - cart
+    cart_delta[:, 3:] = (cart_delta[:, 3:] + np.pi) % (2 * np.pi) - np.pi  # wrap angle differences
+    # DROID's velocities are its controller's normalised commands: the per-step change over the
+    # largest change one 15 Hz step may make, clipped to [-1, 1].
+    cart_vel = np.clip(cart_delta / DROID_MAX_CARTESIAN_DELTA, -1.0, 1.0)
+    joint_vel = np.clip((q[nxt] - q) / DROID_MAX_JOINT_DELTA, -1.0, 1.0)
+    gripper_vel = np.clip((g[nxt] - g) / DROID_MAX_GRIPPER_DELTA, -1.0, 1.0)
     black = _jpeg(np.zeros(get_schema("droid").image_shape, np.uint8), quality)
     images = {
         name: [_jpeg(f, quality) for f in ro.images[name]]
@@ -270,13 +285,14 @@ def _droid_steps(ro: Rollout, scene_layout: Any, quality: int, episode_id: str) 
                 },
                 "action_dict": {
                     "gripper_position": g[n],
-                    "gripper_velocity": (g[n] - g[t]) * fps,
+                    "gripper_velocity": gripper_vel[t],
                     "cartesian_position": cart[n],
-                    "cartesian_velocity": cart_vel[t] * fps,
+                    "cartesian_velocity": cart_vel[t],
                     "joint_position": q[n],
-                    "joint_velocity": (q[n] - q[t]) * fps,
+                    "joint_velocity": joint_vel[t],
                 },
-                "action": np.concatenate([cart_vel[t] * fps, g[n]]),
+                # DROID's RLDS conversion: the commanded Cartesian position + gripper position.
+                "action": np.concatenate([cart[n], g[n]]),
                 "discount": np.float32(1.0),
                 "reward": np.float32(1.0 if (last and ro.success) else 0.0),
             }
