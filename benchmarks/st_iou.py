@@ -71,12 +71,6 @@ __all__ = [
 ]
 
 METRICS: tuple[str, ...] = ("st_iou", "psnr", "ssim")
-# dataset name (RLDS) -> the env whose robot and camera it was recorded with
-DATASET_ENVS: dict[str, str] = {
-    "fractal20220817_data": "VAP-RT1-v0",
-    "droid": "VAP-DROID-v0",
-    "droid_100": "VAP-DROID-v0",
-}
 
 
 @dataclass(frozen=True)
@@ -289,6 +283,7 @@ def _run(cfg: Config) -> dict[str, Any] | None:
     import vap_env  # noqa: F401  (registers the env ids)
     from benchmarks.masks import make_mask_source
     from vap_env.data import open_rlds
+    from vap_env.registration import env_for_dataset
     from vap_env.video import write_video
 
     start = time.perf_counter()
@@ -296,9 +291,7 @@ def _run(cfg: Config) -> dict[str, Any] | None:
     cpu = cfg.device == "cpu" or parse_flag_from_env("ACCELERATE_USE_CPU")
     state = PartialState(cpu=cpu or not torch.cuda.is_available())
     dataset = open_rlds(cfg.data_dir)
-    env_id = cfg.env_id or DATASET_ENVS.get(dataset.schema.name)
-    if env_id is None:
-        raise ValueError(f"no env for dataset {dataset.schema.name!r}: pass env_id")
+    env_id = cfg.env_id or env_for_dataset(dataset.schema.name)
     total = dataset.num_episodes(cfg.split)
     indices = list(range(min(total, cfg.max_episodes) if cfg.max_episodes else total))
     if not indices:

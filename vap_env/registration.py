@@ -15,6 +15,22 @@ ENV_IDS: dict[str, tuple[dict[str, str], int]] = {
     "VAP-DROID-v0": ({"preset": "droid"}, 20),  # 20 chunks of 8 frames at 15 Hz: 11 s
 }
 
+# RLDS dataset name -> the env whose robot and camera it was recorded with
+DATASET_ENVS: dict[str, str] = {
+    "fractal20220817_data": "VAP-RT1-v0",
+    "droid": "VAP-DROID-v0",
+    "droid_100": "VAP-DROID-v0",
+}
+
+
+def env_for_dataset(dataset_name: str) -> str:
+    """The env id that replays episodes of the RLDS dataset ``dataset_name`` (``DATASET_ENVS``)."""
+    if dataset_name not in DATASET_ENVS:
+        raise ValueError(
+            f"no env for dataset {dataset_name!r} (known: {sorted(DATASET_ENVS)}): pass env_id"
+        )
+    return DATASET_ENVS[dataset_name]
+
 
 def register_envs() -> None:
     """Register every id in ``ENV_IDS`` (idempotent)."""

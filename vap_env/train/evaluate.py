@@ -98,7 +98,12 @@ class EvalConfig:
     sam2_checkpoint: str | None = field(default=None, metadata={"help": SAM2_CHECKPOINT_HELP})
     sam2_config: str | None = field(default=None, metadata={"help": SAM2_CONFIG_HELP})
     rollout: str = field(default="skeleton", metadata={"help": ROLLOUT_HELP})
-    env_id: str = field(default="VAP-RT1-v0", metadata={"help": "env id of --rollout env"})
+    env_id: str | None = field(
+        default=None,
+        metadata={
+            "help": "env id of --rollout env (None: the dataset's, e.g. VAP-DROID-v0 for DROID)"
+        },
+    )
     skeleton_from_ground_truth: bool = field(
         default=True,
         metadata={"help": "draw the whole arm from the synthetic ground-truth joints (as the env)"},
@@ -379,9 +384,12 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         import gymnasium as gym
 
         import vap_env  # noqa: F401  (registers the env ids)
+        from vap_env.data import open_rlds
+        from vap_env.registration import env_for_dataset
 
+        env_id = cfg.env_id or env_for_dataset(open_rlds(cfg.data_dir).schema.name)
         env = gym.make(
-            cfg.env_id,
+            env_id,
             weights=cfg.weights,
             num_inference_steps=cfg.num_inference_steps,
             device=device,
@@ -441,6 +449,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     return {
         "config": dataclasses.asdict(cfg),
         "device": device,  # what --device auto became
+        "env_id": env.spec.id if env is not None else None,  # what env_id None became
         "mask_source": source.name,
         "resolution_hw": [wm.config.height, wm.config.width],
         "episodes": rows,
@@ -545,7 +554,7 @@ def format_report(report: dict[str, Any]) -> str:
     footer = report_footer(
         weights=cfg["weights"],
         rollout=cfg["rollout"],
-        env_id=cfg["env_id"],
+        env_id=report.get("env_id") or cfg["env_id"],
         n_episodes=len(report["episodes"]),
         split=cfg["split"],
         mask_source=src,

@@ -141,7 +141,22 @@ def test_train_eval_command_through_the_env_writes_json(rt1_dataset_dir, tmp_pat
     assert "PSNR of identical frames is infinite" in report["notes"]["null"]
     assert report["config"]["split"] == "val" and report["config"]["rollout"] == "env"
     assert [r["episode_id"] for r in report["episodes"]] == ["val_000000"]
+    assert report["env_id"] == "VAP-RT1-v0"  # from the dataset: no --env-id given
     _check_report(report)
+
+
+def test_train_eval_replays_droid_data_through_the_droid_env(droid_dataset_dir):
+    cfg = EvalConfig(
+        weights="tiny",
+        data_dir=str(droid_dataset_dir),
+        split="val",
+        max_episodes=1,
+        num_inference_steps=1,
+        rollout="env",
+    )
+    report = evaluate(cfg)
+    assert report["env_id"] == "VAP-DROID-v0" and len(report["episodes"]) == 1
+    assert "(VAP-DROID-v0)" in format_report(report)
 
 
 def test_sam2_mask_source_options(tmp_path, capsys, monkeypatch):
