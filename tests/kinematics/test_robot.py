@@ -15,7 +15,7 @@ from kinematics import (
     available_robots,
     load_robot,
 )
-from kinematics.transforms import matrix_to_quat, rotation_angle_deg
+from kinematics.transforms import matrix_to_quat, pose_to_matrix, rotation_angle_deg
 
 # Reference figures (SimplerEnv's Google robot, pybullet FK of the source URDF; see the spec's description).
 REF_QPOS = {
@@ -358,3 +358,18 @@ def test_ik_converged_needs_position_and_orientation():
         assert not res.converged
     finally:
         robot.close()
+
+
+def test_link_to_tcp_is_the_fixed_flange_transform(panda):
+    """DROID logs the flange (panda_link8): flange pose @ link_to_tcp is the TCP at any joints."""
+    t = panda.link_to_tcp("panda_link8")  # (4, 4)
+    np.testing.assert_allclose(t[:3, 3], [0.0, 0.0, 0.15], atol=1e-6)  # Robotiq TCP 0.15 m out
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        q = rng.uniform(panda.lower, panda.upper)
+        flange = pose_to_matrix(panda.fk(q)["panda_link8"])
+        np.testing.assert_allclose(flange @ t, pose_to_matrix(panda.ee_pose(q)), atol=1e-6)
+    with pytest.raises(ValueError, match="'panda_link3' is not rigidly attached"):
+        panda.link_to_tcp("panda_link3")
+    with pytest.raises(ValueError, match="Did you mean 'panda_link8'"):
+        panda.link_to_tcp("panda_lnk8")
