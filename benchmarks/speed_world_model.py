@@ -53,7 +53,13 @@ H100_BF16_DENSE_FLOPS = 989e12  # H100 SXM peak dense bf16 tensor-core rate
 class Config:
     """Options of ``vap-env bench world-model``."""
 
-    preset: str = field(default="tiny", metadata={"help": "world-model preset or saved directory"})
+    preset: str = field(
+        default="tiny",
+        metadata={
+            "help": "the world model timed: a shipped checkpoint (tiny-rt1, tiny-droid), a model "
+            "preset (tiny: random weights, same speed) or a weights directory"
+        },
+    )
     batch_sizes: tuple[int, ...] = field(
         default=(1, 8), metadata={"help": "batch sizes (environments) to time"}
     )
@@ -81,7 +87,7 @@ class Config:
     full_size_height: int = field(default=256, metadata={"help": "full-size frame height"})
     full_size_width: int = field(default=320, metadata={"help": "full-size frame width"})
     seed: int = field(default=0, metadata={"help": "seed of the inputs and noise"})
-    json: str = field(default="", metadata={"help": "write the results to this JSON file"})
+    json: str | None = field(default=None, metadata={"help": "write the results to this JSON file"})
 
 
 def _device(name: str) -> torch.device:

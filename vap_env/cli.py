@@ -9,13 +9,16 @@ Modules are imported lazily: ``vap-env --help`` does not import torch or TensorF
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import importlib
+import importlib.util
 import os
 import sys
 import types
 import typing
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 # "words of the subcommand" -> module defining Config and main(cfg)
@@ -101,9 +104,23 @@ def config_from_namespace(config_cls: type, ns: argparse.Namespace) -> Any:
     return config_cls(**values)
 
 
+def _summary(module: str) -> str:
+    """First line of a command module's docstring, read without importing it (torch is slow)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.origin:
+        return ""
+    doc = ast.get_docstring(ast.parse(Path(spec.origin).read_text(encoding="utf-8"))) or ""
+    # the line's own "``vap-env ...``" usage example repeats the command: the usage lists it
+    return doc.strip().split("\n")[0].split(": ``")[0].rstrip(".:")
+
+
 def _usage() -> str:
     lines = ["usage: vap-env <command> [options]", "", "commands:"]
-    lines += [f"  vap-env {words}" for words in COMMANDS]
+    width = max(len(words) for words in COMMANDS)
+    lines += [
+        f"  vap-env {words.ljust(width)}  {_summary(module)}".rstrip()
+        for words, module in COMMANDS.items()
+    ]
     lines += ["", "Run 'vap-env <command> --help' for the options of one command."]
     return "\n".join(lines)
 

@@ -157,8 +157,10 @@ class Episode:
 
     @property
     def height(self) -> int:
+        """Frame height H in pixels."""
         return int(self.frames.shape[1])
 
     @property
     def width(self) -> int:
+        """Frame width W in pixels."""
         return int(self.frames.shape[2])

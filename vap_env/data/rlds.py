@@ -70,6 +70,7 @@ class SkippedRecord:
     reason: str
 
     def message(self) -> str:
+        """One line naming the shard file, the record index, the feature and the reason."""
         return f"{self.file}, record {self.record}, feature {self.feature!r}: {self.reason}"
 
 
@@ -85,6 +86,7 @@ class RawRecord:
 
     @property
     def episode_id(self) -> str:
+        """``<split>_<index:06d>``, the id the synthetic ground truth is filed under."""
         return f"{self.split}_{self.index:06d}"
 
 
@@ -170,6 +172,7 @@ class RLDSDataset:
     # ------------------------------------------------------------------ splits
     @property
     def splits(self) -> list[str]:
+        """The split names of ``dataset_info.json``, in its order."""
         return list(self.builder.info.splits.keys())
 
     def _split_info(self, split: str) -> Any:
@@ -195,6 +198,7 @@ class RLDSDataset:
     # ------------------------------------------------------------------ problems
     @property
     def num_skipped(self) -> int:
+        """How many records were skipped so far (``skipped`` says which and why)."""
         return len(self.skipped)
 
     def _problem(self, file: Path | str, record: int, feature: str, reason: str) -> None:
@@ -317,6 +321,7 @@ class RLDSDataset:
         )
 
     def ground_truth_path(self, episode_id: str) -> Path:
+        """Where a synthetic episode's ground truth ``.npz`` would be (real data has none)."""
         split = episode_id.rpartition("_")[0]
         return self.path / "ground_truth" / split / f"{episode_id}.npz"
 

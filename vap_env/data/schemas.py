@@ -156,10 +156,12 @@ class DatasetSchema:
 
     @property
     def height(self) -> int:
+        """Height of ``image_key``'s frames in the published dataset."""
         return self.image_shape[0]
 
     @property
     def width(self) -> int:
+        """Width of ``image_key``'s frames in the published dataset."""
         return self.image_shape[1]
 
 

@@ -158,7 +158,10 @@ def transpose_flow(backward: torch.Tensor, height: int, width: int, window: int)
     return out.view(b, t, n, k)
 
 
-def fuse_flows(forward: torch.Tensor, backward_transposed: torch.Tensor) -> torch.Tensor:
+def fuse_flows(
+    forward: torch.Tensor,  # (B, T-1, N, W2)
+    backward_transposed: torch.Tensor,  # (B, T-1, N, W2), the backward flow in forward indexing
+) -> torch.Tensor:  # -> (B, T-1, N, W2)
     """Average two flows in forward indexing and renormalise each token's window to sum to 1."""
     fused = 0.5 * (forward + backward_transposed)
     return fused / fused.sum(dim=-1, keepdim=True).clamp_min(1e-12)
@@ -252,7 +255,9 @@ class SAM2Teacher(Teacher):
     _MEAN = (0.485, 0.456, 0.406)
     _STD = (0.229, 0.224, 0.225)
 
-    def __init__(self, checkpoint: str | None, config: str, device: str | torch.device = "cpu"):
+    def __init__(
+        self, checkpoint: str | None, config: str, device: str | torch.device = "cpu"
+    ) -> None:
         super().__init__()
         require("sam2")  # raises naming the vap-env[sam2] extra when missing
         build_sam = importlib.import_module("sam2.build_sam")
@@ -430,6 +435,15 @@ class LGFLoss(nn.Module):
         frame_index: list[int],
         prompt_masks: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """KL(teacher || student) of one batch, a scalar.
+
+        Args:
+            hidden: (B, T*h*w, D_model) the student's intermediate transformer tokens.
+            grid: (T, h, w) their latent grid.
+            video: (B, F, 3, H, W) in [-1, 1], the clean clip the teacher tracks.
+            frame_index: T indices into F: the frame each latent frame is compared at.
+            prompt_masks: (B, F, H, W) bool object masks for trackers that need a prompt, or None.
+        """
         if len(frame_index) != grid[0]:
             raise ValueError(f"frame_index has {len(frame_index)} entries for T={grid[0]} frames")
         target = bidirectional_teacher_flow(

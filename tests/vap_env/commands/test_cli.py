@@ -8,7 +8,7 @@ import re
 import pytest
 
 from benchmarks.speed_world_model import Config
-from vap_env.cli import add_config_arguments, config_from_namespace, main
+from vap_env.cli import COMMANDS, add_config_arguments, config_from_namespace, main
 
 
 def _parse(argv: list[str]) -> Config:
@@ -68,6 +68,18 @@ def test_bench_alone_lists_the_commands(capsys):
     assert "vap-env bench world-model" in capsys.readouterr().out
     assert main(["data", "--help"]) == 0
     assert "vap-env data cache" in capsys.readouterr().out
+
+
+def test_the_command_list_says_what_each_command_does(capsys):
+    assert main(["--help"]) == 0
+    lines = {
+        line.split("  ")[1].strip(): line
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("  vap-env ")
+    }
+    assert len(lines) == len(COMMANDS)
+    assert lines["vap-env train export"].endswith("Export one training checkpoint as a world model")
+    assert "Offline policy evaluation" in lines["vap-env bench ope"]
 
 
 def test_yaml_mistakes_and_os_errors_are_one_line(capsys, monkeypatch, tmp_path):

@@ -640,6 +640,7 @@ class Scene:
         )
 
     def drawer_opening(self, index: int) -> float:
+        """How far drawer ``index`` (its prismatic joint in the cabinet) is pulled out, in metres."""
         return float(pb.getJointState(self._cabinet, index, physicsClientId=self.client)[0])
 
     def cabinet_frame(self) -> np.ndarray:

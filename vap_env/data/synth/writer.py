@@ -134,6 +134,7 @@ class SynthConfig:
 
     @property
     def dataset(self) -> DatasetSchema:
+        """The schema ``schema`` names."""
         return get_schema(self.schema)
 
     def recipe(self) -> dict[str, Any]:
