@@ -59,7 +59,11 @@ class PinholeCamera:
     # ------------------------------------------------------------------ constructors
     @classmethod
     def from_xyz_rpy(
-        cls, xyz_rpy: np.ndarray, K: np.ndarray, width: int, height: int
+        cls,
+        xyz_rpy: np.ndarray,  # (6,)
+        K: np.ndarray,  # (3, 3) intrinsics at width x height
+        width: int,
+        height: int,
     ) -> PinholeCamera:
         """Camera from DROID-style extrinsics ``[x, y, z, roll, pitch, yaw]`` (6,).
 
@@ -79,7 +83,7 @@ class PinholeCamera:
         cls,
         eye: np.ndarray,
         target: np.ndarray,
-        K: np.ndarray,
+        K: np.ndarray,  # (3, 3) intrinsics at width x height
         width: int,
         height: int,
         up: tuple[float, float, float] = (0.0, 0.0, 1.0),

@@ -527,8 +527,8 @@ class RobotModel:
 
     def ik(
         self,
-        target_pose: np.ndarray,
-        q_init: np.ndarray | None = None,
+        target_pose: np.ndarray,  # (7,) [x, y, z, qx, qy, qz, qw]
+        q_init: np.ndarray | None = None,  # (J,) first guess; None: home
         *,
         gripper: float = 0.0,
         max_iters: int = 100,

@@ -94,7 +94,8 @@ class SkeletonControlNet(nn.Module):
         encoder_hidden_states: torch.Tensor,  # (B, L, D) text tokens after the patch embedding
         control_latents: torch.Tensor,  # (B, F, C, h, w) VAE latents of the skeleton video
         temb: torch.Tensor,  # (B, E) time embedding
-        image_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+        image_rotary_emb: tuple[torch.Tensor, torch.Tensor]
+        | None = None,  # (cos, sin), each (N, head_dim)
     ) -> list[torch.Tensor]:
         """Residuals for the first N main blocks, each (B, N, D), unscaled."""
         hidden = hidden_states + self.embed(control_latents)

@@ -717,13 +717,19 @@ class Scene:
         )
 
     def gripper_mask(self, seg: np.ndarray) -> np.ndarray:
-        """(H, W) bool: pixels of the gripper links (hand and fingers)."""
+        """(H, W) bool: pixels of the gripper links (hand and fingers).
+
+        ``seg``: (H, W) int, pybullet's segmentation buffer with link indices.
+        """
         body = seg & ((1 << 24) - 1)
         link = (seg >> 24) - 1
         return (body == self.robot_id) & np.isin(link, list(self.gripper_links)) & (seg >= 0)
 
     def object_mask(self, seg: np.ndarray, target: str) -> np.ndarray:
-        """(H, W) bool: pixels of ``target``: an object name or ``"<top|middle|bottom> drawer"``."""
+        """(H, W) bool: pixels of ``target``: an object name or ``"<top|middle|bottom> drawer"``.
+
+        ``seg``: (H, W) int, pybullet's segmentation buffer with link indices.
+        """
         body = seg & ((1 << 24) - 1)
         if target.endswith(" drawer"):
             link = (seg >> 24) - 1
