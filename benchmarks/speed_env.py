@@ -51,8 +51,8 @@ class Config:
         metadata={"help": "delta actions: noise amplitude as a fraction of the bounds"},
     )
     device: str = field(default="cpu", metadata={"help": "torch device of the world model"})
-    threads: int | None = field(
-        default=None, metadata={"help": "torch intra-op threads (None: torch's default)"}
+    threads: int = field(
+        default=0, metadata={"help": "torch intra-op threads on the CPU; 0 = torch's default"}
     )
     seed: int = field(default=0, metadata={"help": "seed of the envs and the policy"})
     json: str | None = field(default=None, metadata={"help": "write the results here"})
@@ -60,6 +60,8 @@ class Config:
     def __post_init__(self) -> None:
         if not self.num_envs or min(self.num_envs) < 1:
             raise ValueError(f"num_envs must be positive counts, got {self.num_envs}")
+        if self.threads < 0:
+            raise ValueError(f"threads={self.threads} must be >= 0 (0: torch's default)")
         if self.steps < 1 or self.warmup < 0:
             raise ValueError(f"steps must be >= 1 and warmup >= 0, got {self.steps}, {self.warmup}")
         if not 0 <= self.action_fraction <= 1:
@@ -160,9 +162,11 @@ def main(cfg: Config) -> int:
     """Run the benchmark for every ``cfg.num_envs``, print a table, write ``cfg.json``."""
     import torch
 
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
-    results = [run(cfg, n) for n in cfg.num_envs]
+    from benchmarks.st_iou import torch_threads
+
+    with torch_threads(cfg.threads):
+        threads = torch.get_num_threads()  # what the runs used
+        results = [run(cfg, n) for n in cfg.num_envs]
     base = results[0]["frames_per_s"]
     for r in results:
         r["frames_per_s_vs_first"] = r["frames_per_s"] / base
@@ -181,7 +185,7 @@ def main(cfg: Config) -> int:
         report = {
             "benchmark": "env",
             "config": dataclasses.asdict(cfg),
-            "torch_threads": torch.get_num_threads(),
+            "torch_threads": threads,
             "results": results,
         }
         write_json(cfg.json, report, indent=2)

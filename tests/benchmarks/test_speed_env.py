@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+
+import pytest
 
 from benchmarks.speed_env import Config, main
 from vap_env.cli import main as cli_main
@@ -32,3 +35,20 @@ def test_bench_env_cli_parses_options(tmp_path):
     report = json.loads(out.read_text())
     assert report["config"]["num_envs"] == [1]
     assert report["results"][0]["action_mode"] == "joint_delta"
+
+
+def test_bench_env_threads_are_recorded_and_restored(tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        out = tmp_path / "threads.json"
+        cfg = Config(num_envs=(1,), steps=1, warmup=0, num_inference_steps=1, threads=1)
+        assert main(dataclasses.replace(cfg, json=str(out))) == 0
+        assert json.loads(out.read_text())["torch_threads"] == 1
+        assert torch.get_num_threads() == 2  # the caller's setting is given back
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ValueError, match="threads=-1"):
+        Config(threads=-1)
