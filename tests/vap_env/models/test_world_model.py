@@ -197,8 +197,12 @@ def test_encode_decode_shapes(tiny):
     assert tiny.decode_latents(latents).shape == (2, 9, 3, 64, 80)
     with pytest.raises(ValueError, match="4k\\+1"):
         tiny.encode_video(frames[:, :8])
-    # A batch of one takes the same oneDNN kernels as a larger batch (see _pad_cpu_batch).
-    torch.testing.assert_close(tiny.encode_video(frames[:1]), latents[:1], rtol=0, atol=1e-5)
+    # A batch of one runs the oneDNN kernels a larger batch gets (_conv3d_batch1_onednn): the same
+    # numbers as item 0 of the batch, without computing a padded copy.
+    torch.testing.assert_close(tiny.encode_video(frames[:1]), latents[:1], rtol=0, atol=0)
+    torch.testing.assert_close(
+        tiny.decode_latents(latents[:1]), tiny.decode_latents(latents)[:1], rtol=0, atol=0
+    )
     sampled = tiny.encode_video(frames[:1], sample=True, generator=torch.Generator().manual_seed(0))
     again = tiny.encode_video(frames[:1], sample=True, generator=torch.Generator().manual_seed(0))
     assert torch.equal(sampled, again) and not torch.equal(sampled, latents[:1])
@@ -282,3 +286,22 @@ def test_image_latent_layouts(layout):
         assert not image[:, 1:].any()
     else:
         assert torch.equal(image[:, 1], ctx) and torch.equal(image[:, 2], ctx)
+
+
+def test_vae_convolutions_keep_their_weights_and_pickle(tiny):
+    """The batch-1 oneDNN path swaps the VAE convolutions' class, nothing else."""
+    import pickle
+
+    from diffusers.models.autoencoders.autoencoder_kl_cogvideox import CogVideoXSafeConv3d
+
+    convs = [m for m in tiny.vae.modules() if isinstance(m, torch.nn.Conv3d)]
+    assert convs and all(isinstance(m, CogVideoXSafeConv3d) for m in convs)
+    assert all(type(m).__name__ == "_Batch1OneDNNSafeConv3d" for m in convs)
+    again = pickle.loads(pickle.dumps(tiny.vae))
+    assert again.state_dict().keys() == tiny.vae.state_dict().keys()
+    frames = torch.rand(1, 5, 3, 64, 80) * 2 - 1
+    with torch.no_grad():
+        fast = tiny.encode_video(frames)
+    with torch.enable_grad():  # training: the padded batch on the reference kernels
+        slow = tiny.encode_video(frames.requires_grad_(True))
+    torch.testing.assert_close(fast, slow.detach(), rtol=0, atol=1e-5)
