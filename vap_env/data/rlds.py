@@ -405,16 +405,11 @@ def standardise_droid(
 ) -> Episode:
     """DROID record -> Episode (see the module docstring)."""
     from kinematics import PinholeCamera
-    from kinematics.transforms import (
-        matrix_to_pose,
-        matrix_to_quat,
-        pose_to_matrix,
-        rpy_to_matrix,
-    )
+    from kinematics.transforms import matrix_to_pose, xyz_rpy_to_matrix
 
     cart = _stack(steps, "observation", "cartesian_position", dtype=np.float64)
-    logged = np.concatenate([cart[:, :3], matrix_to_quat(rpy_to_matrix(cart[:, 3:]))], 1)
-    tcp = matrix_to_pose(pose_to_matrix(logged) @ ds.schema.cartesian_to_tcp()).astype(np.float32)
+    logged = xyz_rpy_to_matrix(cart[:, :3], cart[:, 3:])  # (T, 4, 4)
+    tcp = matrix_to_pose(logged @ ds.schema.cartesian_to_tcp()).astype(np.float32)
     joints = _stack(steps, "observation", "joint_position")
     gripper = np.clip(_stack(steps, "observation", "gripper_position")[:, 0], 0.0, 1.0)
     actions = np.concatenate(

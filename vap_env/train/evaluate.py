@@ -374,20 +374,20 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """
     from benchmarks.masks import make_mask_source
     from benchmarks.metrics import summarize
-    from vap_env.data import iter_episodes
+    from vap_env.data import open_rlds
     from vap_env.models import load_world_model
 
     source = make_mask_source(cfg.mask_source, **cfg.mask_source_fields())
     device = resolve_device(cfg.device)
-    env = None
+    dataset = open_rlds(cfg.data_dir)
+    env = env_id = None
     if cfg.rollout == "env":
         import gymnasium as gym
 
         import vap_env  # noqa: F401  (registers the env ids)
-        from vap_env.data import open_rlds
         from vap_env.registration import env_for_dataset
 
-        env_id = cfg.env_id or env_for_dataset(open_rlds(cfg.data_dir).schema.name)
+        env_id = cfg.env_id or env_for_dataset(dataset.schema.name)
         env = gym.make(
             env_id,
             weights=cfg.weights,
@@ -402,7 +402,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         # an inference-time knob read at every chunk: the env's model picks it up as well
         wm.config = dataclasses.replace(wm.config, control_scale=cfg.control_scale)
     rows = []
-    for n, episode in enumerate(iter_episodes(cfg.data_dir, split=cfg.split)):
+    for n, episode in enumerate(dataset.episodes(cfg.split)):
         if cfg.max_episodes and n >= cfg.max_episodes:
             break
         if episode.ground_truth is None:
@@ -449,7 +449,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     return {
         "config": dataclasses.asdict(cfg),
         "device": device,  # what --device auto became
-        "env_id": env.spec.id if env is not None else None,  # what env_id None became
+        "env_id": env_id,  # what env_id None became (None: no env rollout)
         "mask_source": source.name,
         "resolution_hw": [wm.config.height, wm.config.width],
         "episodes": rows,
@@ -554,7 +554,7 @@ def format_report(report: dict[str, Any]) -> str:
     footer = report_footer(
         weights=cfg["weights"],
         rollout=cfg["rollout"],
-        env_id=report.get("env_id") or cfg["env_id"],
+        env_id=report["env_id"],
         n_episodes=len(report["episodes"]),
         split=cfg["split"],
         mask_source=src,
